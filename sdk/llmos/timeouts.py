@@ -1,0 +1,77 @@
+"""Timeouts and deadlines: connect, read and total, so that no call outlives what it was given."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Union
+
+__all__ = ["Deadline", "Timeout", "TimeoutInput", "to_timeout"]
+
+
+@dataclass(frozen=True)
+class Timeout:
+    """Seconds allowed to connect, to wait for each read (a silent stream included), and in total.
+
+    ``total`` bounds the whole call, retries, waits and fallbacks included; None means no bound.
+    """
+
+    connect: float = 5.0
+    read: float = 600.0
+    total: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "read", "total"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                from llmos.errors import ConfigurationError
+
+                raise ConfigurationError(
+                    f"timeout.{name} must be a positive number of seconds, got {value!r}"
+                )
+
+
+TimeoutInput = Union[Timeout, float, int, None]
+"""A Timeout, or a number meaning that many seconds for the read and the total."""
+
+
+def to_timeout(value: TimeoutInput, default: Timeout) -> Timeout:
+    """Normalise a user's timeout argument; a bare number bounds both reads and the whole call."""
+    if value is None:
+        return default
+    if isinstance(value, Timeout):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        from llmos.errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"timeout must be a number of seconds or llmos.Timeout(...), got {type(value).__name__}"
+        )
+    seconds = float(value)
+    return Timeout(connect=min(default.connect, seconds), read=seconds, total=seconds)
+
+
+class Deadline:
+    """A point in monotonic time after which a call must stop; ``None`` total means never."""
+
+    __slots__ = ("_clock", "at")
+
+    def __init__(self, total: float | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.at = None if total is None else self._clock() + total
+
+    def remaining(self) -> float | None:
+        """Seconds left, never negative; None when unbounded."""
+        if self.at is None:
+            return None
+        return max(0.0, self.at - self._clock())
+
+    def expired(self) -> bool:
+        """True once the deadline has passed."""
+        return self.at is not None and self._clock() >= self.at
+
+    def cap(self, seconds: float) -> float:
+        """``seconds`` shortened to what the deadline leaves."""
+        left = self.remaining()
+        return seconds if left is None else min(seconds, left)
