@@ -166,7 +166,14 @@ class BudgetExceededError(LLMOSError):
 
 
 class APIError(LLMOSError):
-    """A provider could not be reached or answered with an error."""
+    """A provider could not be reached or answered with an error.
+
+    ``retry_after`` is the wait in seconds the provider asked for, when it said.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)
 
 
 class AuthenticationError(APIError):
@@ -191,10 +198,6 @@ class RateLimitError(APIError):
     """The provider asked to slow down (429). ``retry_after`` is in seconds when known."""
 
     retryable = True
-
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
-        self.retry_after = retry_after
-        super().__init__(message, **kwargs)
 
 
 class QuotaExceededError(APIError):

@@ -1,0 +1,7 @@
+"""``python -m llmos`` runs the command line."""
+
+import sys
+
+from llmos.cli import main
+
+sys.exit(main())
