@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         ServerError,
         UnsupportedFeatureError,
     )
+    from llmos.pricing import ModelDeprecationWarning
     from llmos.providers.base import Capabilities, Provider, ProviderSettings
     from llmos.retry import RetryPolicy
     from llmos.routing import CircuitBreaker
@@ -76,6 +77,7 @@ _EXPORTS: dict[str, str] = {
     "CircuitBreaker": "llmos.routing",
     "Timeout": "llmos.timeouts",
     "Capabilities": "llmos.providers.base",
+    "ModelDeprecationWarning": "llmos.pricing",
     "Provider": "llmos.providers.base",
     "ProviderSettings": "llmos.providers.base",
     "AssistantMessage": "llmos.types",
@@ -149,6 +151,7 @@ __all__ = [
     "Latency",
     "Message",
     "MissingAPIKeyError",
+    "ModelDeprecationWarning",
     "NotFoundError",
     "PermissionDeniedError",
     "Provider",

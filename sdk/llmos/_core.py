@@ -113,6 +113,7 @@ class Call:
     timeout: Timeout
     deadline: Deadline
     max_cost: Decimal | None
+    timeout_given: bool = False
     started: float = field(default_factory=time.perf_counter)
     attempts: list[Attempt] = field(default_factory=list)
 
@@ -148,7 +149,7 @@ class Core:
         self.clock = clock or Clock()
         self.breaker = circuit_breaker or CircuitBreaker(clock=self.clock)
         self.router = Router(self.breaker)
-        self.pricing = Pricing(compute_usd_per_hour=compute_usd_per_hour)
+        self.pricing = Pricing(compute_usd_per_hour=compute_usd_per_hour, registry=self.registry)
         limit = _money(budget_usd, "budget_usd")
         self.budget = Budget(limit) if limit is not None else None
         self.ledger = SpendLedger()
@@ -231,6 +232,7 @@ class Core:
             timeout=timeout,
             deadline=Deadline(min(totals) if totals else None, self.clock.monotonic),
             max_cost=_money(options.get("max_cost_usd"), "max_cost_usd"),
+            timeout_given=options.get("timeout") is not None,
         )
 
     def prepare_embedding(
@@ -261,13 +263,30 @@ class Core:
         provider.check(request, stream=stream)
         return provider, request
 
-    def context(self, call: Call) -> CallContext:
-        """The timeouts one attempt runs under; raises once the call's deadline has passed."""
+    def check_deadline(self, call: Call, provider: str, model: str) -> None:
+        """Stop a stream whose call has outlived its deadline."""
+        if call.deadline.expired():
+            raise APITimeoutError(
+                "the call's deadline passed while streaming; raise timeout.total or "
+                "RetryPolicy.deadline to allow longer answers",
+                provider=provider,
+                model=model,
+            )
+
+    def context(self, call: Call, provider: Provider | None = None) -> CallContext:
+        """The timeouts one attempt runs under; raises once the call's deadline has passed.
+
+        Connect and read timeouts come from the call, else the provider's settings, else the
+        client; the total (the deadline) from the call or the client.
+        """
         if call.deadline.expired():
             raise APITimeoutError(
                 f"the call's deadline of {call.timeout.total or call.retry.deadline} s has passed"
             )
-        return CallContext(timeout=call.timeout, deadline=call.deadline)
+        timeout = call.timeout
+        if not call.timeout_given and provider is not None and provider.settings.timeout:
+            timeout = provider.settings.timeout
+        return CallContext(timeout=timeout, deadline=call.deadline)
 
     # ------------------------------------------------------------------ money
 

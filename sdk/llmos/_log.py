@@ -26,8 +26,13 @@ def guard_third_party_loggers(*names: str) -> None:
     """Add key redaction to the loggers of libraries llmos drives (openai, httpx, httpcore).
 
     Their debug output can include request options; the filter only scrubs, never drops.
+    Logger filters do not apply to child loggers, so every existing logger under each name
+    (``openai._base_client``, ``httpcore.http11``...) gets the filter too; call this after the
+    library is imported, when its module-level loggers exist.
     """
+    existing = list(logging.Logger.manager.loggerDict)
     for name in names:
-        if name not in _guarded:
-            logging.getLogger(name).addFilter(_filter)
-            _guarded.add(name)
+        for logger_name in [name, *(n for n in existing if n.startswith(name + "."))]:
+            if logger_name not in _guarded:
+                logging.getLogger(logger_name).addFilter(_filter)
+                _guarded.add(logger_name)

@@ -146,7 +146,7 @@ class Client(_Base):
                 if limiter is not None:
                     limiter.acquire(core.rate_tokens(request))
                 response = call_with_retries(
-                    lambda: provider.chat(request, core.context(call)),
+                    lambda: provider.chat(request, core.context(call, provider)),
                     call.retry,
                     deadline=call.deadline,
                     clock=core.clock,
@@ -174,7 +174,7 @@ class Client(_Base):
         reservation = core.reserve(call, target, provider, request)
 
         def once() -> tuple[StreamEvent, Iterator[StreamEvent]]:
-            events = provider.stream(request, core.context(call))
+            events = provider.stream(request, core.context(call, provider))
             try:
                 return next(events), events
             except StopIteration:
@@ -223,6 +223,7 @@ class Client(_Base):
                 if event.type != "final":
                     assembler.add(event)
                     yield event
+                    core.check_deadline(call, provider.name, request.model)
                     continue
                 response = assembler.finish(event)
                 response = core.finish(
@@ -269,7 +270,7 @@ class Client(_Base):
         def on_target(target: Target, attempts: list[Attempt]) -> EmbeddingResponse:
             provider = core.provider(target.provider)
             return call_with_retries(
-                lambda: provider.embed(target.model, items, core.context(call)),
+                lambda: provider.embed(target.model, items, core.context(call, provider)),
                 call.retry,
                 deadline=call.deadline,
                 clock=core.clock,
@@ -320,7 +321,7 @@ class AsyncClient(_Base):
                 if limiter is not None:
                     await limiter.aacquire(core.rate_tokens(request))
                 response = await acall_with_retries(
-                    lambda: provider.achat(request, core.context(call)),
+                    lambda: provider.achat(request, core.context(call, provider)),
                     call.retry,
                     deadline=call.deadline,
                     clock=core.clock,
@@ -348,7 +349,7 @@ class AsyncClient(_Base):
         reservation = core.reserve(call, target, provider, request)
 
         async def once() -> tuple[StreamEvent, AsyncIterator[StreamEvent]]:
-            events = provider.astream(request, core.context(call))
+            events = provider.astream(request, core.context(call, provider))
             try:
                 return await events.__anext__(), events
             except StopAsyncIteration:
@@ -410,6 +411,7 @@ class AsyncClient(_Base):
                     return
                 assembler.add(event)
                 yield event
+                core.check_deadline(call, provider.name, request.model)
                 try:
                     event = await events.__anext__()
                 except StopAsyncIteration:
@@ -447,7 +449,7 @@ class AsyncClient(_Base):
         async def on_target(target: Target, attempts: list[Attempt]) -> EmbeddingResponse:
             provider = core.provider(target.provider)
             return await acall_with_retries(
-                lambda: provider.aembed(target.model, items, core.context(call)),
+                lambda: provider.aembed(target.model, items, core.context(call, provider)),
                 call.retry,
                 deadline=call.deadline,
                 clock=core.clock,

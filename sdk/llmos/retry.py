@@ -116,7 +116,12 @@ AttemptHook = Callable[[int, float, "BaseException | None", float], None]
 
 
 class _Plan:
-    """Tenacity callbacks shared by the sync and async loops, and the per-attempt bookkeeping."""
+    """Tenacity callbacks shared by the sync and async loops, and the per-attempt bookkeeping.
+
+    The first attempt runs before tenacity is involved: most calls succeed at once, and
+    tenacity's machinery costs tens of microseconds a call. Once an attempt has failed in a way
+    worth retrying, tenacity runs the rest; ``offset`` keeps attempt numbers continuous.
+    """
 
     def __init__(
         self, policy: RetryPolicy, deadline: Deadline, clock: Clock, on_attempt: AttemptHook
@@ -127,6 +132,19 @@ class _Plan:
         self.on_attempt = on_attempt
         self.pending_wait = 0.0
         self.number = 0
+        self.offset = 0
+
+    def wait_after(self, error: BaseException, number: int) -> float | None:
+        """The wait before the attempt after attempt ``number``, or None to stop retrying."""
+        if number >= self.policy.max_attempts:
+            return None
+        wait = self.policy.wait_for(error, number)
+        if wait is None:
+            return None
+        left = self.deadline.remaining()
+        if left is not None and wait >= left:
+            return None  # waiting would outlive the deadline: fail now, with the real error
+        return wait
 
     def retry(self, state: tenacity.RetryCallState) -> bool:
         outcome = state.outcome
@@ -135,18 +153,16 @@ class _Plan:
         error = outcome.exception()
         if error is None:
             return False
-        wait = self.policy.wait_for(error, state.attempt_number)
-        if wait is None or state.attempt_number >= self.policy.max_attempts:
+        wait = self.wait_after(error, state.attempt_number + self.offset)
+        if wait is None:
             return False
-        left = self.deadline.remaining()
-        if left is not None and wait >= left:
-            return False  # waiting would outlive the deadline: fail now, with the real error
         self.pending_wait = wait
         return True
 
     def stop(self, state: tenacity.RetryCallState) -> bool:
         # ``retry`` already refuses what may not be retried; this is the safety net.
-        return state.attempt_number >= self.policy.max_attempts or self.deadline.expired()
+        number = state.attempt_number + self.offset
+        return number >= self.policy.max_attempts or self.deadline.expired()
 
     def wait(self, state: tenacity.RetryCallState) -> float:
         return self.pending_wait
@@ -159,6 +175,14 @@ class _Plan:
     def end(self, begun: tuple[int, float, float], error: BaseException | None) -> None:
         number, waited, started = begun
         self.on_attempt(number, waited, error, self.clock.monotonic() - started)
+
+    def after_first(self, error: BaseException) -> float | None:
+        """Decide on retrying after the first attempt; sets up tenacity for the rest."""
+        wait = self.wait_after(error, 1)
+        if wait is not None:
+            self.offset = 1
+            self.pending_wait = wait
+        return wait
 
 
 def _noop(number: int, waited: float, error: BaseException | None, duration: float) -> None:
@@ -187,6 +211,13 @@ def call_with_retries(
         plan.end(begun, None)
         return result
 
+    try:
+        return attempt()
+    except Exception as error:
+        wait = plan.after_first(error)
+        if wait is None:
+            raise
+    clock.sleep(wait)
     retrying = tenacity.Retrying(
         stop=plan.stop, wait=plan.wait, retry=plan.retry, sleep=clock.sleep, reraise=True
     )
@@ -215,6 +246,13 @@ async def acall_with_retries(
         plan.end(begun, None)
         return result
 
+    try:
+        return await attempt()
+    except Exception as error:
+        wait = plan.after_first(error)
+        if wait is None:
+            raise
+    await clock.asleep(wait)
     retrying = tenacity.AsyncRetrying(
         stop=plan.stop, wait=plan.wait, retry=plan.retry, sleep=clock.asleep, reraise=True
     )

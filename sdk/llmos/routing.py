@@ -301,6 +301,18 @@ class Router:
             self.breaker.release(str(target))
         if not isinstance(error, LLMOSError):
             raise error
+        if not any(a.target == str(target) for a in attempts):
+            # Refused before any request (budget, capability, missing key): still on the record.
+            attempts.append(
+                Attempt(
+                    target=str(target),
+                    ok=False,
+                    skipped=True,
+                    error_type=type(error).__name__,
+                    status_code=error.status_code,
+                    message=error.message,
+                )
+            )
         errors.append(error)
         # A fallback that cannot serve this request is passed over; the primary raises.
         passed_over = isinstance(error, UnsupportedFeatureError) and index > 0

@@ -96,7 +96,12 @@ class StreamAssembler:
             finish_reason=finish_reason,
             raw_finish_reason=final.raw_finish_reason,
             usage=final.usage or Usage(source="missing"),
-            latency=Latency(total_s=now - self.started, ttft_s=ttft),
+            latency=Latency(
+                total_s=now - self.started,
+                ttft_s=ttft,
+                # Providers that queue calls (the local model lock) report the wait here.
+                queued_s=final.latency.queued_s if final.latency is not None else None,
+            ),
             cost=None,
             attempts=[],
             logprobs=self.logprobs or final.logprobs,

@@ -19,6 +19,7 @@ __all__ = ["main"]
 SUBCOMMANDS: dict[str, str] = {
     "chat": "llmos.cli.chat",
     "models": "llmos.cli.models",
+    "cost": "llmos.cli.cost",
 }
 
 

@@ -1,141 +1,142 @@
 """Prices, token counts, estimates before a call, costs after it, and budgets.
 
-Importing this package reads no data: the catalog loads on the first estimate or cost.
+    import llmos.pricing
+    llmos.pricing.register("vllm-box:*", input=0, output=0, self_hosted=True)
+    llmos.pricing.count_tokens("Hello there", "openai:gpt-5.4-mini")
+    llmos.pricing.price("openai:gpt-5.4-mini").output        # Decimal('4.5') per 1M tokens
+
+Importing this package reads no data and imports no tokenizer: the catalog loads on the first
+estimate, cost or lookup, and tiktoken on the first count.
+
+Modules: ``catalog`` (the data file, overrides, aliases), ``tokens`` (tiktoken, offline-safe),
+``costing`` (Pricing: estimates and costs), ``budget`` (Budget, SpendLedger).
 """
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Literal
 
-from llmos.errors import BudgetExceededError
-from llmos.types import ChatRequest, Cost, CostEstimate, Latency, Usage
+from llmos.pricing.budget import Budget, Reservation, SpendLedger
+from llmos.pricing.catalog import (
+    ENV_PRICES,
+    Catalog,
+    LongContext,
+    ModelDeprecationWarning,
+    PriceEntry,
+    Rates,
+    Resolution,
+    default_catalog,
+)
+from llmos.pricing.costing import Pricing
+from llmos.types import TokenCount
 
-if TYPE_CHECKING:
-    from llmos.providers.base import Provider
-    from llmos.routing import Target
+__all__ = [
+    "ENV_PRICES",
+    "Budget",
+    "Catalog",
+    "LongContext",
+    "ModelDeprecationWarning",
+    "PriceEntry",
+    "Pricing",
+    "Rates",
+    "Reservation",
+    "Resolution",
+    "SpendLedger",
+    "count_message_tokens",
+    "count_tokens",
+    "entries",
+    "price",
+    "register",
+    "token_counter",
+    "unregister",
+]
 
-__all__ = ["Budget", "Pricing", "Reservation", "SpendLedger"]
+_pricing: Pricing | None = None
+_text_counters: dict[str, tuple[Any, Literal["exact", "approximate"], str]] = {}
 
 
-class Pricing:
-    """Prices calls for one client."""
+def _default_pricing() -> Pricing:
+    global _pricing
+    if _pricing is None:
+        _pricing = Pricing()
+    return _pricing
 
-    def __init__(self, compute_usd_per_hour: float | None = None) -> None:
-        self.compute_usd_per_hour = compute_usd_per_hour
 
-    def cost(self, target: Target, usage: Usage, latency: Latency) -> Cost:
-        """The cost of a finished call from its usage."""
-        if target.provider == "local":
-            return Cost(total_usd=Decimal(0), reason=None, price_key="local")
-        return Cost(total_usd=None, reason=f"no price known for {target}")
+def register(key: str, **fields: Any) -> PriceEntry:
+    """Add or override a price for every client in this process.
 
-    def estimate(
-        self, target: Target, request: ChatRequest, provider: Provider | None = None
-    ) -> CostEstimate:
-        """What ``request`` will cost on ``target`` before it is sent."""
-        free = target.provider == "local"
-        return CostEstimate(
-            target=str(target),
-            prompt_tokens=0,
-            prompt_tokens_source="none",
-            prompt_tokens_exact=False,
-            max_output_tokens=request.max_tokens or 0,
-            expected_output_tokens=0,
-            worst_case_usd=Decimal(0) if free else None,
-            expected_usd=Decimal(0) if free else None,
-            reason=None if free else f"no price known for {target}",
+    ``key`` is ``provider:model`` (or ``provider:*`` for every model of a provider); prices
+    are USD per 1M tokens: ``input``, ``output``, ``cached_input``, ``cache_write``,
+    ``batch_input``, ``batch_output``. Other fields: ``context_window``, ``max_output``,
+    ``deprecation_date``, ``aliases``, ``self_hosted``, ``compute_usd_per_hour``, ``source``,
+    ``as_of``, ``note``. Fields not given keep the shipped values. Registrations win over the
+    LLMOS_PRICES file, which wins over the shipped catalog.
+    """
+    _text_counters.clear()
+    return default_catalog().register(key, **fields)
+
+
+def unregister(key: str) -> None:
+    """Remove a price registered with :func:`register`."""
+    _text_counters.clear()
+    default_catalog().unregister(key)
+
+
+def price(model: str) -> PriceEntry | None:
+    """The catalog entry for ``provider:model`` (aliases resolve), or None when unpriced."""
+    from llmos.routing import parse_target
+
+    target = parse_target(model)
+    return _default_pricing().resolve(target).entry
+
+
+def entries() -> list[PriceEntry]:
+    """Every entry of the process-wide catalog."""
+    return default_catalog().entries()
+
+
+def count_tokens(text: str, model: str = "openai:gpt-5.4-mini") -> TokenCount:
+    """Tokens in a plain ``text`` for ``model`` (no chat overhead); says if it is exact."""
+    encode, method, label = _text_counters.get(model) or _text_counter(model)
+    return TokenCount(tokens=len(encode(text)), method=method, tokenizer=label)
+
+
+def token_counter(model: str = "openai:gpt-5.4-mini") -> Callable[[str], int]:
+    """A plain ``text -> tokens`` function for ``model``, for hot loops (see count_tokens for
+    whether its counts are exact)."""
+    encode = (_text_counters.get(model) or _text_counter(model))[0]
+
+    def count(text: str) -> int:
+        return len(encode(text))
+
+    return count
+
+
+def _text_counter(model: str) -> tuple[Any, Literal["exact", "approximate"], str]:
+    found = _text_counters.get(model)
+    if found is None:
+        from llmos.routing import parse_target
+
+        pricing = _default_pricing()
+        target = parse_target(model)
+        name, exact, note = pricing.encoding_for(target, pricing.resolve(target).entry)
+        encoder = pricing.tokenizers.encoder(name)
+        label = encoder.label + (f" ({note})" if note else "")
+        method: Literal["exact", "approximate"] = (
+            "exact" if exact and encoder.exact else "approximate"
         )
+        found = (encoder.encoding.encode_ordinary, method, label)
+        _text_counters[model] = found
+    return found
 
 
-@dataclass
-class Reservation:
-    """Money set aside for one call in flight."""
+def count_message_tokens(messages: Any, model: str = "openai:gpt-5.4-mini") -> TokenCount:
+    """Prompt tokens of chat ``messages`` for ``model``, with OpenAI's per-message overhead."""
+    from llmos.messages import build_request
+    from llmos.routing import parse_target
 
-    target: str
-    amount: Decimal
-
-
-class Budget:
-    """A spending limit shared by every call of a client, safe across threads and tasks."""
-
-    def __init__(self, limit_usd: Decimal) -> None:
-        self.limit = limit_usd
-        self._spent = Decimal(0)
-        self._reserved = Decimal(0)
-        self._lock = threading.Lock()
-
-    def reserve(self, target: str, worst_case: Decimal | None) -> Reservation:
-        """Set aside the worst case of a call, or refuse it with BudgetExceededError."""
-        with self._lock:
-            left = self.limit - self._spent - self._reserved
-            if worst_case is None:
-                raise BudgetExceededError(
-                    f"cannot keep {target} within the budget: its price is unknown",
-                    remaining_usd=left,
-                )
-            if worst_case > left:
-                raise BudgetExceededError(
-                    f"{target} could cost up to ${worst_case}, but only ${left} of the budget "
-                    "is left",
-                    worst_case_usd=worst_case,
-                    remaining_usd=left,
-                )
-            self._reserved += worst_case
-            return Reservation(target, worst_case)
-
-    def settle(self, reservation: Reservation, cost: Cost | None) -> None:
-        """Replace a reservation with what the call actually cost."""
-        with self._lock:
-            self._reserved -= reservation.amount
-            if cost is not None and cost.total_usd is not None:
-                self._spent += cost.total_usd
-            else:
-                self._spent += reservation.amount
-
-    def release(self, reservation: Reservation) -> None:
-        """Drop a reservation for a call that spent nothing."""
-        with self._lock:
-            self._reserved -= reservation.amount
-
-    def spent(self) -> Decimal:
-        """What has been spent so far."""
-        with self._lock:
-            return self._spent
-
-
-class SpendLedger:
-    """What a client has spent, by provider and model; safe across threads and tasks."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._by_target: dict[str, Decimal] = {}
-        self._unpriced: dict[str, int] = {}
-        self._calls: dict[str, int] = {}
-
-    def record(self, target: Target, cost: Cost | None) -> None:
-        """Book one call's cost (an unknown cost is counted, never priced at zero)."""
-        key = str(target)
-        with self._lock:
-            self._calls[key] = self._calls.get(key, 0) + 1
-            if cost is None or cost.total_usd is None:
-                self._unpriced[key] = self._unpriced.get(key, 0) + 1
-            else:
-                self._by_target[key] = self._by_target.get(key, Decimal(0)) + cost.total_usd
-
-    def report(self) -> dict[str, Any]:
-        """Totals: overall, by provider, by target, and how many calls had no known price."""
-        with self._lock:
-            by_provider: dict[str, Decimal] = {}
-            for key, amount in self._by_target.items():
-                provider = key.split(":", 1)[0]
-                by_provider[provider] = by_provider.get(provider, Decimal(0)) + amount
-            return {
-                "total_usd": sum(self._by_target.values(), Decimal(0)),
-                "by_provider": by_provider,
-                "by_model": dict(self._by_target),
-                "calls": dict(self._calls),
-                "unpriced_calls": dict(self._unpriced),
-            }
+    target = parse_target(model)
+    request = build_request(target.model, messages)
+    pricing = _default_pricing()
+    return pricing.count_prompt(target, request, None, pricing.resolve(target).entry)

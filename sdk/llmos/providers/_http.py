@@ -265,6 +265,9 @@ class HttpPool:
     def _limits(self) -> httpx.Limits:
         import httpx
 
+        from llmos._log import guard_third_party_loggers
+
+        guard_third_party_loggers("httpx", "httpcore")
         return httpx.Limits(max_connections=200, max_keepalive_connections=100)
 
     def sync(self) -> httpx.Client:

@@ -139,6 +139,21 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _check_url(name: str, url: str) -> None:
+    """Refuse a base_url that is not an absolute http(s) URL, naming the provider."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        host, parts = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not host:
+        raise ConfigurationError(
+            f"providers[{name!r}].base_url {url!r} is not an http(s) URL; "
+            "use a URL like 'https://api.example.com/v1'",
+            provider=name,
+        )
+
+
 class Provider:
     """Base class of every provider. Subclasses override what they support.
 
@@ -162,6 +177,9 @@ class Provider:
     def __init__(self, name: str, settings: ProviderSettings) -> None:
         self.name = name
         self.settings = settings
+        self._transport_checked = False
+        if settings.base_url is not None:
+            _check_url(name, settings.base_url)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, base_url={self.base_url!r})"
@@ -230,6 +248,8 @@ class Provider:
 
     def check_transport(self) -> None:
         """Refuse to send a key over plain http to a host that is not this machine."""
+        if self._transport_checked:
+            return
         url = self.base_url or ""
         parts = urlsplit(url)
         if (
@@ -244,6 +264,7 @@ class Provider:
                 "if this network is trusted",
                 provider=self.name,
             )
+        self._transport_checked = True
 
     # ------------------------------------------------------------------ calls
 

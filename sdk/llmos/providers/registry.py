@@ -129,7 +129,7 @@ class ProviderRegistry:
         config = self._raw_config(name)
         settings_obj = config.get("__settings__")
         kind = config.get("kind") or (settings_obj.kind if settings_obj is not None else None)
-        kind = kind or name
+        kind = ALIASES.get(kind or name, kind or name)
         cls: type[Provider] | None = None
         if kind in BUILTIN_KINDS:
             cls = _import(BUILTIN_KINDS[kind])

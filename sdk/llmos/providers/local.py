@@ -1,0 +1,667 @@
+"""GGUF models run in-process by llama-cpp-python: the embedded Gemma 3 270M or any file.
+
+Model strings:
+
+* ``local:gemma-3-270m`` (and plain ``local``): the embedded model, assembled on first use
+  (see :func:`ensure_embedded_model`);
+* ``local:/path/to/model.gguf`` (anything with a ``/`` or ending in ``.gguf``): that file;
+* ``local:default``, or the file name or stem of the ``model`` setting (``local:qwen`` for
+  ``model="/models/qwen.gguf"``): the file configured in ``providers={'local': {'model': ...}}``,
+  or the embedded model when none is configured. ``local:gemma-3-270m`` always means the
+  embedded model, so it stays a dependable last fallback.
+
+Each model is loaded once per provider instance (one per client) and kept until ``close()``.
+A ``Llama`` object is not thread-safe, so each loaded model has one lock, held for the whole
+generation (stream iteration included); concurrent calls queue for it, and the time spent
+queueing is reported as ``latency.queued_s``. Async calls run on one worker thread per model,
+so waiting never blocks the event loop or fills the default executor.
+
+Defaults: ``temperature`` 0.2 when a request gives none (llama-cpp-python's chat default; small
+base models wander at higher temperatures), ``top_p`` 0.95, and ``max_tokens`` 512 (the
+``max_tokens`` setting; None means whatever room the context window leaves). Prompt tokens
+plus ``max_tokens`` beyond ``n_ctx`` raise ContextLengthError before anything is generated.
+Usage comes from the model's own tokenizer, streams included (``usage.source == "tokenizer"``).
+JSON output (``json_object``/``json_schema``) is enforced by a llama.cpp grammar; a small model
+may still run into max_tokens, in which case finish_reason is "length" and the JSON incomplete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import json
+import random
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import Field, field_validator
+
+from llmos._log import get_logger
+from llmos.errors import (
+    APITimeoutError,
+    ConfigurationError,
+    ContextLengthError,
+    InvalidRequestError,
+    LLMOSError,
+    ServerError,
+)
+from llmos.providers._embedded import (
+    EMBEDDED_MODEL,
+    check_gguf,
+    default_cache_dir,
+    embedded_model_ready,
+    ensure_embedded_model,
+    import_llama_cpp,
+    logical_cpus,
+    physical_cores,
+)
+from llmos.providers._templates import Prompt, PromptFormat, choose_format
+from llmos.providers.base import CallContext, Capabilities, Provider, ProviderSettings
+from llmos.types import (
+    AssistantMessage,
+    ChatRequest,
+    ChatResponse,
+    FinishReason,
+    Latency,
+    StreamEvent,
+    TokenCount,
+    Usage,
+)
+
+__all__ = [
+    "LocalProvider",
+    "LocalSettings",
+    "default_cache_dir",
+    "embedded_model_ready",
+    "ensure_embedded_model",
+    "physical_cores",
+]
+
+log = get_logger("local")
+T = TypeVar("T")
+
+#: llama.cpp sampling options a request may set through ``extra_body``, with their defaults.
+SAMPLING_DEFAULTS: dict[str, float] = dict(
+    top_k=40, min_p=0.05, typical_p=1.0, repeat_penalty=1.0, presence_penalty=0.0,
+    frequency_penalty=0.0, tfs_z=1.0, mirostat_mode=0, mirostat_tau=5.0, mirostat_eta=0.1,
+)  # fmt: skip
+_OWN_LLAMA_ARGS = frozenset(
+    {"model_path", "n_ctx", "n_threads", "n_threads_batch", "n_gpu_layers", "seed", "verbose"}
+)
+
+
+class LocalSettings(ProviderSettings):
+    """Settings of the local provider (``providers={'local': {...}}``)."""
+
+    #: The GGUF file meant by ``local:default`` (and by its own name or stem).
+    model: str | None = None
+    #: Context window in tokens; 0 takes the model's trained length (can use a lot of memory).
+    n_ctx: int = Field(default=4096, ge=0)
+    #: Generation threads; None means the number of physical cores this process may use.
+    n_threads: int | None = Field(default=None, ge=1)
+    #: Prompt-processing threads; None means every logical CPU this process may use.
+    n_threads_batch: int | None = Field(default=None, ge=1)
+    #: Layers offloaded to a GPU (-1: all). Ignored with a warning on CPU-only builds.
+    n_gpu_layers: int = Field(default=0, ge=-1)
+    #: Seed for calls that give none; None draws a fresh seed per call.
+    seed: int | None = None
+    #: Let llama.cpp print its load and timing logs to stderr.
+    verbose: bool = False
+    #: Where the embedded model is assembled (default: $LLMOS_CACHE_DIR/models or
+    #: ~/.cache/llmos/models).
+    cache_dir: str | None = None
+    #: Prompt format: None/"auto", "gguf", "transcript", or a llama-cpp-python format name.
+    chat_format: str | None = None
+    #: Temperature for requests that give none.
+    temperature: float = Field(default=0.2, ge=0, le=2)
+    #: max_tokens for requests that give none; None fills what the context window leaves.
+    max_tokens: int | None = Field(default=512, ge=1)
+    #: Further keyword arguments for ``llama_cpp.Llama`` (flash_attn, use_mlock, n_batch, ...).
+    llama_kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("llama_kwargs")
+    @classmethod
+    def _no_shadowing(cls, value: dict[str, Any]) -> dict[str, Any]:
+        clash = sorted(_OWN_LLAMA_ARGS & set(value))
+        if clash:
+            raise ValueError(f"set {', '.join(clash)} as settings of their own, not llama_kwargs")
+        return value
+
+
+@dataclass
+class _Loaded:
+    """One loaded model and the lock that serialises its use."""
+
+    llm: Any  # llama_cpp.Llama (typed loosely: llama_cpp is imported lazily)
+    path: Path
+    fmt: PromptFormat
+    n_ctx: int
+    vocab: Any
+    is_eog: Any
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class _Plan:
+    """Everything one generation needs, decided before the model lock is taken."""
+
+    model: str
+    prompt: Prompt
+    max_tokens: int
+    temperature: float
+    top_p: float
+    seed: int
+    stop: tuple[bytes, ...]
+    grammar: Any
+    sampling: dict[str, Any]
+
+
+@dataclass
+class _Run:
+    """What a generation produced besides text."""
+
+    completion_tokens: int = 0
+    finish: FinishReason = "length"
+    raw_finish: str = "length"
+
+
+def _cut(pending: bytes, stops: tuple[bytes, ...]) -> tuple[int, bool]:
+    """How many bytes of ``pending`` may be emitted, and whether a stop sequence was found."""
+    found = [at for stop in stops if (at := pending.find(stop)) >= 0]
+    if found:
+        return min(found), True
+    cut = len(pending)
+    for stop in stops:  # keep back a tail that may still grow into a stop sequence
+        for k in range(min(len(stop) - 1, len(pending)), 0, -1):
+            if pending.endswith(stop[:k]):
+                cut = min(cut, len(pending) - k)
+                break
+    return cut, False
+
+
+class LocalProvider(Provider):
+    """llama-cpp-python in-process: the embedded Gemma 3 270M or any GGUF file, on CPU or GPU."""
+
+    kind: ClassVar[str] = "local"
+    description: ClassVar[str] = "GGUF models in-process via llama-cpp-python (embedded Gemma 3)"
+    settings_class: ClassVar[type[ProviderSettings]] = LocalSettings
+    known_models: ClassVar[tuple[str, ...]] = (EMBEDDED_MODEL,)
+    needs_key: ClassVar[bool] = False
+
+    settings: LocalSettings
+
+    def __init__(self, name: str, settings: ProviderSettings) -> None:
+        if not isinstance(settings, LocalSettings):
+            settings = LocalSettings.model_validate(settings.model_dump(exclude_unset=True))
+        super().__init__(name, settings)
+        self._models: dict[str, _Loaded] = {}  # resolved path -> model
+        self._by_name: dict[str, _Loaded] = {}  # model string -> model
+        self._executors: dict[str, ThreadPoolExecutor] = {}
+        self._load_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"LocalProvider(name={self.name!r}, models={sorted(self._by_name)!r})"
+
+    # ------------------------------------------------------------------ models
+
+    def capabilities(self, model: str) -> Capabilities:
+        """Streaming and grammar-enforced JSON; no tools, embeddings or logprobs."""
+        loaded = self._by_name.get(model)
+        window = loaded.n_ctx if loaded is not None else (self.settings.n_ctx or None)
+        return Capabilities(
+            streaming=True,
+            tools=False,
+            json_schema=True,
+            json_object=True,
+            embeddings=False,
+            logprobs=False,
+            stream_usage=True,
+            context_window=window,
+            needs_key=False,
+            runs_offline=True,
+            notes=(
+                "JSON is enforced by a llama.cpp grammar; output cut by max_tokens is incomplete",
+                "logprobs need logits_all (n_ctx x vocabulary floats), so they are not offered",
+            ),
+        )
+
+    def resolve(self, model: str) -> Path:
+        """The GGUF file a model string means (assembling the embedded model if needed)."""
+        name = model.strip()
+        configured = self.settings.model
+        if configured and name in ("default", Path(configured).name, Path(configured).stem):
+            name = configured
+        elif name == "default":
+            name = EMBEDDED_MODEL
+        if name == EMBEDDED_MODEL:
+            return ensure_embedded_model(cache_dir=self.settings.cache_dir)
+        if "/" in name or "\\" in name or name.endswith(".gguf") or name.startswith("~"):
+            path = Path(name).expanduser()
+            check_gguf(path)
+            return path
+        raise ConfigurationError(
+            f"unknown local model {model!r}: use 'local:{EMBEDDED_MODEL}' (the embedded model), "
+            "'local:/path/to/model.gguf', or set providers={'local': {'model': "
+            "'/path/to/model.gguf'}} and call 'local:default'",
+            provider=self.name,
+            model=model,
+        )
+
+    def _model(self, model: str) -> _Loaded:
+        loaded = self._by_name.get(model)
+        if loaded is not None:
+            return loaded
+        with self._load_lock:
+            loaded = self._by_name.get(model)
+            if loaded is None:
+                path = self.resolve(model)
+                key = str(path.resolve())
+                loaded = self._models.get(key)
+                if loaded is None:
+                    loaded = self._load(path, model)
+                    self._models[key] = loaded
+                self._by_name[model] = loaded
+            return loaded
+
+    def _load(self, path: Path, model: str) -> _Loaded:
+        s = self.settings
+        llama_cpp = import_llama_cpp(s.verbose)
+        gpu_layers = s.n_gpu_layers
+        if gpu_layers != 0 and not llama_cpp.llama_supports_gpu_offload():
+            log.warning(
+                "n_gpu_layers=%s asks for GPU offload, but this llama-cpp-python build has no GPU "
+                "support; running %s on the CPU (reinstall llama-cpp-python with CMAKE_ARGS="
+                '"-DGGML_CUDA=on" or "-DGGML_METAL=on" to use a GPU)',
+                gpu_layers,
+                path.name,
+            )
+            gpu_layers = 0
+        kwargs: dict[str, Any] = {
+            "model_path": str(path),
+            "n_ctx": s.n_ctx,
+            "n_threads": s.n_threads or physical_cores(),
+            "n_threads_batch": s.n_threads_batch or logical_cpus(),
+            "n_gpu_layers": gpu_layers,
+            "verbose": s.verbose,
+            **s.llama_kwargs,
+        }
+        if s.seed is not None:
+            kwargs["seed"] = s.seed & 0xFFFFFFFF
+        started = time.perf_counter()
+        try:
+            llm = llama_cpp.Llama(**kwargs)
+        except (ValueError, RuntimeError, OSError, TypeError) as exc:
+            raise ConfigurationError(
+                f"llama.cpp could not load {path}: {exc}", provider=self.name, model=model
+            ) from None
+        fmt = choose_format(llm, s.chat_format)
+        vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        log.debug(
+            "loaded %s in %.2f s (n_ctx=%s, n_threads=%s, format=%s)",
+            path,
+            time.perf_counter() - started,
+            llm.n_ctx(),
+            kwargs["n_threads"],
+            fmt.name,
+        )
+        return _Loaded(llm, path, fmt, llm.n_ctx(), vocab, llama_cpp.llama_vocab_is_eog)
+
+    # ------------------------------------------------------------------ planning
+
+    def prompt_text(self, request: ChatRequest) -> str:
+        """The exact prompt text the model sees for ``request`` (for debugging templates)."""
+        return self._guard(
+            request, lambda: self._model(request.model).fmt.render(request.messages).text
+        )
+
+    def count_prompt_tokens(self, request: ChatRequest) -> TokenCount:
+        """Prompt tokens counted by the model's tokenizer: equal to the call's prompt_tokens."""
+
+        def count() -> TokenCount:
+            loaded = self._model(request.model)
+            tokens = len(loaded.fmt.render(request.messages).tokens)
+            return TokenCount(
+                tokens=tokens, method="exact", tokenizer=f"llama.cpp:{loaded.path.name}"
+            )
+
+        return self._guard(request, count)
+
+    def _plan(self, request: ChatRequest) -> tuple[_Loaded, _Plan]:
+        self.check(request)
+        loaded = self._model(request.model)
+        prompt = loaded.fmt.render(request.messages)
+        n_prompt, n_ctx = len(prompt.tokens), loaded.n_ctx
+        room, wanted = n_ctx - n_prompt, request.max_tokens
+        if (wanted or 1) > room:
+            fix = f", set max_tokens to {room} or less" if wanted and room > 0 else ""
+            raise ContextLengthError(
+                f"the prompt has {n_prompt} tokens"
+                + (f" and max_tokens is {wanted}" if wanted else "")
+                + f": more than the {n_ctx}-token context window of {self.name}:{request.model}"
+                + f"; shorten the prompt{fix}, or raise n_ctx "
+                f"(providers={{'{self.name}': {{'n_ctx': ...}}}})",
+                field="max_tokens" if wanted else "messages",
+                provider=self.name,
+                model=request.model,
+            )
+        max_tokens = wanted or min(self.settings.max_tokens or room, room)
+        stops = dict.fromkeys((*prompt.stop, *(request.stop or ())))
+        seed = request.seed if request.seed is not None else self.settings.seed
+        return loaded, _Plan(
+            model=request.model,
+            prompt=prompt,
+            max_tokens=max_tokens,
+            temperature=(
+                request.temperature
+                if request.temperature is not None
+                else self.settings.temperature
+            ),
+            top_p=request.top_p if request.top_p is not None else 0.95,
+            seed=(random.getrandbits(32) if seed is None else seed) & 0xFFFFFFFF,
+            stop=tuple(s.encode("utf-8") for s in stops),
+            grammar=self._grammar(request),
+            sampling=self._sampling(request),
+        )
+
+    def _grammar(self, request: ChatRequest) -> Any:
+        fmt = request.response_format
+        if fmt is None or fmt.type == "text":
+            return None
+        from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+        try:
+            if fmt.type == "json_schema" and fmt.json_schema is not None:
+                return LlamaGrammar.from_json_schema(json.dumps(fmt.json_schema), verbose=False)
+            return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+        except Exception as exc:  # the schema converter raises several types
+            raise InvalidRequestError(
+                f"response_format: llama.cpp cannot turn this JSON schema into a grammar ({exc}); "
+                "simplify the schema or use response_format='json'",
+                field="response_format",
+                provider=self.name,
+                model=request.model,
+            ) from None
+
+    def _sampling(self, request: ChatRequest) -> dict[str, Any]:
+        sampling: dict[str, Any] = dict(SAMPLING_DEFAULTS)
+        for key, value in request.extra_body.items():
+            default = SAMPLING_DEFAULTS.get(key)
+            if default is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InvalidRequestError(
+                    f"extra_body.{key}: the local provider takes only numeric llama.cpp sampling "
+                    f"options there ({', '.join(SAMPLING_DEFAULTS)})",
+                    field=f"extra_body.{key}",
+                    provider=self.name,
+                    model=request.model,
+                )
+            sampling[key] = type(default)(value)
+        return sampling
+
+    # ------------------------------------------------------------------ generation
+
+    def _acquire(self, loaded: _Loaded, ctx: CallContext, request: ChatRequest) -> float:
+        """Take the model's lock within the call's deadline; returns the seconds waited."""
+        started = time.perf_counter()
+        remaining = ctx.deadline.remaining()
+        if not loaded.lock.acquire(timeout=-1 if remaining is None else remaining):
+            raise APITimeoutError(
+                f"the call's deadline passed while waiting {remaining:.1f} s for "
+                f"{self.name}:{request.model}, which was busy with other calls",
+                provider=self.name,
+                model=request.model,
+            )
+        return time.perf_counter() - started
+
+    def _decode(
+        self,
+        loaded: _Loaded,
+        plan: _Plan,
+        ctx: CallContext,
+        run: _Run,
+        cancel: threading.Event | None,
+    ) -> Iterator[str]:
+        """Generate text pieces; the caller holds the model lock. Streams and whole answers share
+        this one loop, so their texts are identical."""
+        llm, vocab, is_eog, deadline = loaded.llm, loaded.vocab, loaded.is_eog, ctx.deadline
+        detokenize = llm.detokenize
+        stops, max_tokens = plan.stop, plan.max_tokens
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="ignore")
+        lstrip, rstrip = plan.prompt.lstrip, plan.prompt.rstrip
+        pending = b""  # generated bytes not yet emitted: a possible stop sequence's start
+        held = ""  # trailing whitespace kept back until more text follows (rstrip)
+        llm.set_seed(plan.seed)
+        tokens = llm.generate(
+            plan.prompt.tokens,
+            temp=plan.temperature,
+            top_p=plan.top_p,
+            grammar=plan.grammar,
+            **plan.sampling,
+        )
+        try:
+            for token in tokens:
+                if is_eog(vocab, token):
+                    run.finish, run.raw_finish = "stop", "eos"
+                    break
+                run.completion_tokens += 1
+                pending += detokenize([token])
+                cut, stopped = _cut(pending, stops)
+                text = decoder.decode(pending[:cut], final=stopped)
+                pending = pending[cut:]
+                if lstrip and text:
+                    text = text.lstrip()
+                    lstrip = not text
+                if rstrip and text:
+                    text = held + text
+                    body = text.rstrip()
+                    held, text = text[len(body) :], body
+                if text:
+                    yield text
+                if stopped:
+                    run.finish, run.raw_finish = "stop", "stop"
+                    return
+                if run.completion_tokens >= max_tokens:
+                    break
+                if cancel is not None and cancel.is_set():
+                    return
+                if deadline.at is not None and deadline.expired():
+                    raise APITimeoutError(
+                        f"the call's deadline passed after {run.completion_tokens} generated "
+                        "tokens; allow more time (timeout=...) or lower max_tokens",
+                        provider=self.name,
+                        model=plan.model,
+                    )
+            text = decoder.decode(pending, final=True)
+            if lstrip:
+                text = text.lstrip()
+            text = text.rstrip() if rstrip else text
+            if text:
+                yield (held + text) if rstrip else text
+        finally:
+            tokens.close()
+
+    def _failure(self, exc: Exception, request: ChatRequest) -> LLMOSError:
+        text = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, ValueError) and "exceed context window" in str(exc):
+            return ContextLengthError(
+                f"llama.cpp: {exc}; shorten the prompt or raise n_ctx",
+                provider=self.name,
+                model=request.model,
+            )
+        return ServerError(f"llama.cpp failed: {text}", provider=self.name, model=request.model)
+
+    def _guard(self, request: ChatRequest, work: Callable[[], T]) -> T:
+        try:
+            return work()
+        except LLMOSError:
+            raise
+        except Exception as exc:
+            raise self._failure(exc, request) from exc
+
+    def _response(
+        self, request: ChatRequest, plan: _Plan, run: _Run, text: str, queued: float
+    ) -> ChatResponse:
+        return ChatResponse(
+            id=f"local-{uuid.uuid4().hex[:16]}",
+            provider=self.name,
+            model=request.model,
+            target=f"{self.name}:{request.model}",
+            message=AssistantMessage(content=text),
+            finish_reason=run.finish,
+            raw_finish_reason=run.raw_finish,
+            usage=Usage(
+                prompt_tokens=len(plan.prompt.tokens),
+                completion_tokens=run.completion_tokens,
+                source="tokenizer",
+            ),
+            latency=Latency(queued_s=queued),
+        )
+
+    def _chat(
+        self,
+        request: ChatRequest,
+        ctx: CallContext,
+        cancel: threading.Event | None = None,
+        waited: float = 0.0,
+    ) -> ChatResponse:
+        def work() -> ChatResponse:
+            loaded, plan = self._plan(request)
+            queued = waited + self._acquire(loaded, ctx, request)
+            run = _Run()
+            try:
+                text = "".join(self._decode(loaded, plan, ctx, run, cancel))
+            finally:
+                loaded.lock.release()
+            return self._response(request, plan, run, text, queued)
+
+        return self._guard(request, work)
+
+    def _events(
+        self,
+        request: ChatRequest,
+        ctx: CallContext,
+        cancel: threading.Event | None = None,
+        waited: float = 0.0,
+    ) -> Generator[StreamEvent, None, None]:
+        loaded, plan = self._guard(request, lambda: self._plan(request))
+        queued = waited + self._acquire(loaded, ctx, request)
+        run = _Run()
+        try:
+            for piece in self._decode(loaded, plan, ctx, run, cancel):
+                yield StreamEvent.model_construct(type="delta", delta=piece)
+        except LLMOSError:
+            raise
+        except Exception as exc:
+            raise self._failure(exc, request) from exc
+        finally:
+            loaded.lock.release()
+        response = self._response(request, plan, run, "", queued)
+        yield StreamEvent(
+            type="final",
+            finish_reason=response.finish_reason,
+            raw_finish_reason=response.raw_finish_reason,
+            usage=response.usage,
+            latency=response.latency,
+            id=response.id,
+            model=response.model,
+        )
+
+    def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
+        """One generation, whole."""
+        return self._chat(request, ctx)
+
+    def stream(self, request: ChatRequest, ctx: CallContext) -> Iterator[StreamEvent]:
+        """One generation, as text deltas and then a final event with usage."""
+        return self._events(request, ctx)
+
+    # ------------------------------------------------------------------ async
+
+    def _executor(self, model: str) -> ThreadPoolExecutor:
+        with self._load_lock:
+            executor = self._executors.get(model)
+            if executor is None:
+                executor = ThreadPoolExecutor(1, thread_name_prefix=f"llmos-{self.name}")
+                self._executors[model] = executor
+            return executor
+
+    async def achat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
+        """:meth:`chat` on the model's worker thread; the event loop stays free."""
+        loop = asyncio.get_running_loop()
+        cancel = threading.Event()
+        submitted = time.perf_counter()
+
+        def work() -> ChatResponse:
+            return self._chat(request, ctx, cancel, time.perf_counter() - submitted)
+
+        try:
+            return await loop.run_in_executor(self._executor(request.model), work)
+        except asyncio.CancelledError:
+            cancel.set()  # a running generation stops at its next token
+            raise
+
+    async def astream(self, request: ChatRequest, ctx: CallContext) -> AsyncIterator[StreamEvent]:
+        """:meth:`stream` on the model's worker thread, its events handed to the loop in order."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancel = threading.Event()
+        submitted = time.perf_counter()
+        done = object()
+
+        def pump() -> None:
+            def put(item: Any) -> None:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
+            events = self._events(request, ctx, cancel, time.perf_counter() - submitted)
+            try:
+                for event in events:
+                    if cancel.is_set():
+                        return
+                    put(event)
+                put(done)
+            except BaseException as exc:
+                with contextlib.suppress(RuntimeError):  # the loop closed: nobody listens
+                    put(exc)
+            finally:
+                events.close()  # releases the model lock at once if the consumer left early
+
+        future = loop.run_in_executor(self._executor(request.model), pump)
+        try:
+            while True:
+                item = await queue.get()
+                if item is done:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            cancel.set()
+            if not future.done():
+                future.cancel()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Free every loaded model (after its current generation) and stop the worker threads."""
+        with self._load_lock:
+            models = list(self._models.values())
+            executors = list(self._executors.values())
+            self._models.clear()
+            self._by_name.clear()
+            self._executors.clear()
+        for executor in executors:
+            executor.shutdown(wait=False, cancel_futures=True)
+        for loaded in models:
+            # Freeing a model mid-generation would crash, so wait for the current one.
+            if loaded.lock.acquire(timeout=60):
+                try:
+                    loaded.llm.close()
+                finally:
+                    loaded.lock.release()
+            else:
+                log.warning("%s is still generating; leaving it to be freed later", loaded.path)
