@@ -24,7 +24,7 @@ from llmos import (
     UnsupportedFeatureError,
 )
 from llmos.messages import build_request
-from llmos.providers.local import LocalProvider, logical_cpus, physical_cores
+from llmos.providers.local import LocalProvider, LocalSettings, logical_cpus, physical_cores
 from llmos.retry import Clock, RetryPolicy
 
 llama_cpp = pytest.importorskip("llama_cpp", reason="needs pip install 'llmos[local]'")
@@ -198,14 +198,20 @@ def test_a_final_assistant_message_is_continued(local_client: Client) -> None:
 
 
 @pytest.mark.parametrize(
-    ("prompt", "max_tokens"),
-    [(QUESTION, 24), ("Tell me a story about a dragon.", 40), (CONVERSATION, 24)],
+    ("prompt", "max_tokens", "stop"),
+    [
+        (QUESTION, 24, None),
+        ("Tell me a story about a dragon.", 40, None),
+        (CONVERSATION, 24, None),
+        (QUESTION, 24, [" of Fr", "Paris"]),  # a stop that starts as a held-back tail
+    ],
 )
 def test_stream_deltas_equal_the_whole_answer_at_temperature_zero(
-    local_client: Client, prompt: Any, max_tokens: int
+    local_client: Client, prompt: Any, max_tokens: int, stop: list[str] | None
 ) -> None:
-    whole = local_client.chat("local", prompt, temperature=0, max_tokens=max_tokens)
-    events = list(local_client.stream("local", prompt, temperature=0, max_tokens=max_tokens))
+    options: dict[str, Any] = {"temperature": 0, "max_tokens": max_tokens, "stop": stop}
+    whole = local_client.chat("local", prompt, **options)
+    events = list(local_client.stream("local", prompt, **options))
     deltas, final = events[:-1], events[-1]
     assert deltas and all(e.type == "delta" and e.delta for e in deltas)
     assert "".join(e.delta for e in deltas) == whole.text
@@ -288,6 +294,20 @@ def test_a_gguf_chat_template_is_used_when_the_file_has_one(
     response = templated_client.chat(f"local:{templated_model}", QUESTION, max_tokens=8)
     assert response.model == str(templated_model)
     assert response.usage.completion_tokens <= 8
+
+
+def test_the_model_setting_is_reached_by_default_and_by_its_name(
+    templated_client: Client, templated_model: Path, embedded_model_path: Path
+) -> None:
+    provider = provider_of(templated_client)
+    for name in ("default", "templated", "templated.gguf", str(templated_model)):
+        assert provider.resolve(name) == templated_model
+    assert provider.resolve("gemma-3-270m") == embedded_model_path
+    shadow = LocalProvider(
+        "local", LocalSettings(model=str(embedded_model_path.parent / "gemma-3-270m.gguf"))
+    )
+    assert shadow.resolve("gemma-3-270m") == embedded_model_path  # never shadowed
+    assert LocalProvider("local", LocalSettings()).resolve("default") == embedded_model_path
 
 
 def test_a_named_llama_cpp_chat_format_renders_and_counts(
@@ -462,6 +482,17 @@ def test_loading_prints_nothing_to_stderr(
     assert captured.out == ""
 
 
+def test_verbose_lets_llama_cpp_print_its_logs(
+    embedded_model_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with Client(providers={"local": {"verbose": True}}) as client:
+        client.chat("local", QUESTION, temperature=0, max_tokens=1)
+    assert "llama_model_loader" in capfd.readouterr().err
+    with Client(providers={"local": {}}) as client:  # a quiet provider silences them again
+        client.chat("local", QUESTION, temperature=0, max_tokens=1)
+    assert capfd.readouterr().err == ""
+
+
 def test_tools_and_logprobs_are_refused_before_loading(local_client: Client) -> None:
     tool = {"name": "lookup", "parameters": {"type": "object", "properties": {}}}
     with pytest.raises(UnsupportedFeatureError):
@@ -510,12 +541,14 @@ def test_json_schema_output_is_enforced_by_a_grammar(local_client: Client) -> No
 
 def test_json_object_output_is_json(local_client: Client) -> None:
     response = local_client.chat(
-        "local", "Describe Paris in JSON.", temperature=0.8, seed=3, max_tokens=48,
+        "local",
+        "Give the capital of France as JSON with a key city.",
+        temperature=0,
+        max_tokens=24,
         response_format={"type": "json_object"},
-    )  # fmt: skip
-    assert response.text.startswith("{")
-    if response.finish_reason == "stop":
-        assert isinstance(json.loads(response.text), dict)
+    )
+    assert response.finish_reason == "stop"
+    assert json.loads(response.text)["city"] == "Paris"
 
 
 def test_capabilities_describe_the_local_model(local_client: Client) -> None:

@@ -145,7 +145,10 @@ def _is_verified(path: Path, expected: str) -> bool:
     if _sha256_of(path) != expected:
         log.warning("cached model %s does not match its checksum; rebuilding it", path)
         return False
-    _write_sidecar(path, expected)
+    try:
+        _write_sidecar(path, expected)
+    except OSError as exc:  # a read-only cache still serves; it is just hashed next time too
+        log.debug("cannot record the verification of %s: %s", path, exc)
     return True
 
 

@@ -112,7 +112,8 @@ class LocalSettings(ProviderSettings):
     n_gpu_layers: int = Field(default=0, ge=-1)
     #: Seed for calls that give none; None draws a fresh seed per call.
     seed: int | None = None
-    #: Let llama.cpp print its load and timing logs to stderr.
+    #: Let llama.cpp print its own logs to stderr (else they go to the llmos.local.llama_cpp
+    #: logger at debug level).
     verbose: bool = False
     #: Where the embedded model is assembled (default: $LLMOS_CACHE_DIR/models or
     #: ~/.cache/llmos/models).
@@ -205,6 +206,7 @@ class LocalProvider(Provider):
         self._by_name: dict[str, _Loaded] = {}  # model string -> model
         self._executors: dict[str, ThreadPoolExecutor] = {}
         self._load_lock = threading.Lock()
+        self._executors_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"LocalProvider(name={self.name!r}, models={sorted(self._by_name)!r})"
@@ -236,7 +238,8 @@ class LocalProvider(Provider):
         """The GGUF file a model string means (assembling the embedded model if needed)."""
         name = model.strip()
         configured = self.settings.model
-        if configured and name in ("default", Path(configured).name, Path(configured).stem):
+        aliases = ("default", Path(configured).name, Path(configured).stem) if configured else ()
+        if configured and name in aliases and name != EMBEDDED_MODEL:  # that one never moves
             name = configured
         elif name == "default":
             name = EMBEDDED_MODEL
@@ -487,16 +490,15 @@ class LocalProvider(Provider):
             tokens.close()
 
     def _failure(self, exc: Exception, request: ChatRequest) -> LLMOSError:
-        text = f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, ValueError) and "exceed context window" in str(exc):
-            return ContextLengthError(
-                f"llama.cpp: {exc}; shorten the prompt or raise n_ctx",
-                provider=self.name,
-                model=request.model,
-            )
-        return ServerError(f"llama.cpp failed: {text}", provider=self.name, model=request.model)
+        # Context overflows are refused before generating, so what is left is llama.cpp failing.
+        return ServerError(
+            f"llama.cpp failed: {type(exc).__name__}: {exc}",
+            provider=self.name,
+            model=request.model,
+        )
 
     def _guard(self, request: ChatRequest, work: Callable[[], T]) -> T:
+        """Run ``work``, turning anything but an llmos error into one."""
         try:
             return work()
         except LLMOSError:
@@ -523,13 +525,15 @@ class LocalProvider(Provider):
             latency=Latency(queued_s=queued),
         )
 
-    def _chat(
+    def chat(
         self,
         request: ChatRequest,
         ctx: CallContext,
         cancel: threading.Event | None = None,
         waited: float = 0.0,
     ) -> ChatResponse:
+        """One generation, whole. ``cancel`` stops it early; ``waited`` is queueing so far."""
+
         def work() -> ChatResponse:
             loaded, plan = self._plan(request)
             queued = waited + self._acquire(loaded, ctx, request)
@@ -542,13 +546,15 @@ class LocalProvider(Provider):
 
         return self._guard(request, work)
 
-    def _events(
+    def stream(
         self,
         request: ChatRequest,
         ctx: CallContext,
         cancel: threading.Event | None = None,
         waited: float = 0.0,
     ) -> Generator[StreamEvent, None, None]:
+        """One generation as text deltas, then a final event with usage; the model stays locked
+        until the stream ends or is closed."""
         loaded, plan = self._guard(request, lambda: self._plan(request))
         queued = waited + self._acquire(loaded, ctx, request)
         run = _Run()
@@ -572,18 +578,10 @@ class LocalProvider(Provider):
             model=response.model,
         )
 
-    def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
-        """One generation, whole."""
-        return self._chat(request, ctx)
-
-    def stream(self, request: ChatRequest, ctx: CallContext) -> Iterator[StreamEvent]:
-        """One generation, as text deltas and then a final event with usage."""
-        return self._events(request, ctx)
-
     # ------------------------------------------------------------------ async
 
     def _executor(self, model: str) -> ThreadPoolExecutor:
-        with self._load_lock:
+        with self._executors_lock:  # not the load lock: a load must not block the event loop
             executor = self._executors.get(model)
             if executor is None:
                 executor = ThreadPoolExecutor(1, thread_name_prefix=f"llmos-{self.name}")
@@ -597,7 +595,7 @@ class LocalProvider(Provider):
         submitted = time.perf_counter()
 
         def work() -> ChatResponse:
-            return self._chat(request, ctx, cancel, time.perf_counter() - submitted)
+            return self.chat(request, ctx, cancel, time.perf_counter() - submitted)
 
         try:
             return await loop.run_in_executor(self._executor(request.model), work)
@@ -617,7 +615,7 @@ class LocalProvider(Provider):
             def put(item: Any) -> None:
                 loop.call_soon_threadsafe(queue.put_nowait, item)
 
-            events = self._events(request, ctx, cancel, time.perf_counter() - submitted)
+            events = self.stream(request, ctx, cancel, time.perf_counter() - submitted)
             try:
                 for event in events:
                     if cancel.is_set():
@@ -648,7 +646,7 @@ class LocalProvider(Provider):
 
     def close(self) -> None:
         """Free every loaded model (after its current generation) and stop the worker threads."""
-        with self._load_lock:
+        with self._load_lock, self._executors_lock:
             models = list(self._models.values())
             executors = list(self._executors.values())
             self._models.clear()
@@ -665,3 +663,7 @@ class LocalProvider(Provider):
                     loaded.lock.release()
             else:
                 log.warning("%s is still generating; leaving it to be freed later", loaded.path)
+
+    async def aclose(self) -> None:
+        """:meth:`close` off the event loop (it may wait for a generation to finish)."""
+        await asyncio.to_thread(self.close)
