@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel, Field
+from tests.servers import ai21_server, hf_router_server, openai_server, tgi_server
+from tests.servers.base import LoopbackServer
+from tests.servers.llama_server import LlamaServer, shared_llama_server
 
 from llmos import (
     AuthenticationError,
@@ -30,9 +33,6 @@ from llmos import (
     ServerError,
     UnsupportedFeatureError,
 )
-from tests.servers import ai21_server, hf_router_server, openai_server, tgi_server
-from tests.servers.base import LoopbackServer
-from tests.servers.llama_server import LlamaServer, shared_llama_server
 
 QUESTION = "What is the capital of France?"
 TOOLS = [
@@ -65,33 +65,70 @@ def _openai_error(message: str, kind: str, code: str | None) -> dict[str, Any]:
 
 
 OPENAI_ERRORS: list[ErrorCase] = [
-    (400, _openai_error("maximum context length is 8192 tokens", "invalid_request_error",
-                        "context_length_exceeded"), ContextLengthError),
-    (401, _openai_error("Incorrect API key provided", "invalid_request_error",
-                        "invalid_api_key"), AuthenticationError),
-    (404, _openai_error("The model does not exist", "invalid_request_error",
-                        "model_not_found"), NotFoundError),
-    (429, _openai_error("Rate limit reached for requests", "requests", "rate_limit_exceeded"),
-     RateLimitError),
-    (429, _openai_error("You exceeded your current quota", "insufficient_quota",
-                        "insufficient_quota"), QuotaExceededError),
+    (
+        400,
+        _openai_error(
+            "maximum context length is 8192 tokens",
+            "invalid_request_error",
+            "context_length_exceeded",
+        ),
+        ContextLengthError,
+    ),
+    (
+        401,
+        _openai_error("Incorrect API key provided", "invalid_request_error", "invalid_api_key"),
+        AuthenticationError,
+    ),
+    (
+        404,
+        _openai_error("The model does not exist", "invalid_request_error", "model_not_found"),
+        NotFoundError,
+    ),
+    (
+        429,
+        _openai_error("Rate limit reached for requests", "requests", "rate_limit_exceeded"),
+        RateLimitError,
+    ),
+    (
+        429,
+        _openai_error(
+            "You exceeded your current quota", "insufficient_quota", "insufficient_quota"
+        ),
+        QuotaExceededError,
+    ),
     (500, _openai_error("The server had an error", "server_error", None), ServerError),
 ]
 AI21_ERRORS: list[ErrorCase] = [
     (401, {"detail": "Forbidden: invalid API key"}, AuthenticationError),
     (404, {"detail": "Not Found"}, NotFoundError),
-    (422, {"detail": [{"loc": ["body", "temperature"], "msg": "ensure this value is less than "
-                       "or equal to 2", "type": "value_error"}]}, InvalidRequestError),
+    (
+        422,
+        {
+            "detail": [
+                {
+                    "loc": ["body", "temperature"],
+                    "msg": "ensure this value is less than or equal to 2",
+                    "type": "value_error",
+                }
+            ]
+        },
+        InvalidRequestError,
+    ),
     (429, {"detail": "Too many requests"}, RateLimitError),
     (500, {"detail": "Internal Server Error"}, ServerError),
 ]
 HF_ERRORS: list[ErrorCase] = [
     (401, {"error": "Invalid credentials in Authorization header"}, AuthenticationError),
-    (422, {"error": "Input validation error: `temperature` must be strictly positive",
-           "error_type": "validation"}, InvalidRequestError),
+    (
+        422,
+        {
+            "error": "Input validation error: `temperature` must be strictly positive",
+            "error_type": "validation",
+        },
+        InvalidRequestError,
+    ),
     (429, {"error": "Model is overloaded", "error_type": "overloaded"}, RateLimitError),
-    (500, {"error": "Request failed during generation", "error_type": "incomplete"},
-     ServerError),
+    (500, {"error": "Request failed during generation", "error_type": "incomplete"}, ServerError),
     (402, {"error": "You have exceeded your monthly included credits"}, QuotaExceededError),
 ]
 
@@ -112,30 +149,78 @@ class Spec:
 
 
 SPECS = [
-    Spec("openai", "openai:gpt-4.1-mini", openai_server.create_app,
-         lambda url: {"openai": {"api_key": "sk-test-conformance", "base_url": url + "/v1"}},
-         tools=True, json_schema=True, errors=OPENAI_ERRORS),
-    Spec("ai21", "ai21:jamba-mini", ai21_server.create_app,
-         lambda url: {"ai21": {"api_key": "ai21-test-key", "base_url": url + "/studio/v1"}},
-         tools=True, json_schema=False, errors=AI21_ERRORS),
-    Spec("huggingface-router", "huggingface:meta-llama/Llama-3.1-8B-Instruct:cerebras",
-         hf_router_server.create_app,
-         lambda url: {"huggingface": {"api_key": "hf_testtoken1234", "base_url": url + "/v1",
-                                      "api": "router"}},
-         tools=True, json_schema=True, errors=HF_ERRORS),
-    Spec("huggingface-tgi", "huggingface:tgi", tgi_server.create_app,
-         lambda url: {"huggingface": {"base_url": url, "api": "generate"}},
-         tools=False, json_schema=True, errors=HF_ERRORS),
-    Spec("openai-compatible", "box:served-model", openai_server.create_app,
-         lambda url: {"box": {"kind": "openai-compatible", "base_url": url + "/v1",
-                              "capabilities": {"tools": True, "json_schema": True,
-                                               "json_object": True}}},
-         tools=True, json_schema=True, errors=OPENAI_ERRORS),
-    Spec("local", "local:gemma-3-270m", None, lambda url: {}, tools=False, json_schema=True,
-         exact_answer=False),
-    Spec("openai-compatible-llama-cpp-server", "llamacpp-server:gemma", None,
-         lambda url: {"llamacpp-server": {"base_url": url + "/v1"}},
-         tools=False, json_schema=True, exact_answer=False, real_server=True),
+    Spec(
+        "openai",
+        "openai:gpt-4.1-mini",
+        openai_server.create_app,
+        lambda url: {"openai": {"api_key": "sk-test-conformance", "base_url": url + "/v1"}},
+        tools=True,
+        json_schema=True,
+        errors=OPENAI_ERRORS,
+    ),
+    Spec(
+        "ai21",
+        "ai21:jamba-mini",
+        ai21_server.create_app,
+        lambda url: {"ai21": {"api_key": "ai21-test-key", "base_url": url + "/studio/v1"}},
+        tools=True,
+        json_schema=False,
+        errors=AI21_ERRORS,
+    ),
+    Spec(
+        "huggingface-router",
+        "huggingface:meta-llama/Llama-3.1-8B-Instruct:cerebras",
+        hf_router_server.create_app,
+        lambda url: {
+            "huggingface": {"api_key": "hf_testtoken1234", "base_url": url + "/v1", "api": "router"}
+        },
+        tools=True,
+        json_schema=True,
+        errors=HF_ERRORS,
+    ),
+    Spec(
+        "huggingface-tgi",
+        "huggingface:tgi",
+        tgi_server.create_app,
+        lambda url: {"huggingface": {"base_url": url, "api": "generate"}},
+        tools=False,
+        json_schema=True,
+        errors=HF_ERRORS,
+    ),
+    Spec(
+        "openai-compatible",
+        "box:served-model",
+        openai_server.create_app,
+        lambda url: {
+            "box": {
+                "kind": "openai-compatible",
+                "base_url": url + "/v1",
+                "capabilities": {"tools": True, "json_schema": True, "json_object": True},
+            }
+        },
+        tools=True,
+        json_schema=True,
+        errors=OPENAI_ERRORS,
+    ),
+    Spec(
+        "local",
+        "local:gemma-3-270m",
+        None,
+        lambda url: {},
+        tools=False,
+        json_schema=True,
+        exact_answer=False,
+    ),
+    Spec(
+        "openai-compatible-llama-cpp-server",
+        "llamacpp-server:gemma",
+        None,
+        lambda url: {"llamacpp-server": {"base_url": url + "/v1"}},
+        tools=False,
+        json_schema=True,
+        exact_answer=False,
+        real_server=True,
+    ),
 ]
 
 
@@ -234,8 +319,9 @@ def test_tools_or_refusal(target: Target) -> None:
 def test_json_output(target: Target) -> None:
     prompt = "Answer in JSON: what is the capital of France?"
     # Every target here gives JSON objects; a schema only where json_schema is declared.
-    plain = target.client.chat(target.spec.model, prompt, response_format="json", max_tokens=32,
-                               temperature=0)
+    plain = target.client.chat(
+        target.spec.model, prompt, response_format="json", max_tokens=32, temperature=0
+    )
     if target.spec.exact_answer or plain.finish_reason == "stop":
         assert isinstance(json.loads(plain.text), dict)
     else:  # a small model's object cut short by max_tokens: still JSON as far as it went

@@ -350,40 +350,53 @@ def _row(total: _Total, today: Any) -> dict[str, Any]:
     }
 
 
+def _source_host(url: str | None) -> str:
+    """The host of a price source URL, so the table stays narrow (--json keeps the full URL)."""
+    if not url:
+        return "—"
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or url
+    return host.removeprefix("www.")
+
+
 def _table(rows: list[dict[str, Any]], title: str) -> Any:
     from rich.table import Table
 
+    notes = {row["target"]: [n for n in (row["lifecycle"], row["reason"]) if n] for row in rows}
     table = Table(
         title=title,
         title_justify="left",
         caption="~ marks an approximate prompt-token count (the model's own tokenizer is not "
-        "at hand); --json names the tokenizer used",
+        "at hand); --json names the tokenizer used and the full price source",
         caption_justify="left",
     )
-    table.add_column("model", overflow="fold")
+    table.add_column("model", overflow="fold", ratio=3)
     table.add_column("prompt tokens", justify="right")
     table.add_column("max out", justify="right")
-    table.add_column("worst case", justify="right")
-    table.add_column("expected", justify="right")
-    table.add_column("$/1M in·out", justify="right")
-    table.add_column("price source", overflow="fold")
-    table.add_column("as of")
-    table.add_column("notes", overflow="fold")
+    table.add_column("worst case", justify="right", no_wrap=True)
+    table.add_column("expected", justify="right", no_wrap=True)
+    table.add_column("$/1M in·out", justify="right", no_wrap=True)
+    table.add_column("source", overflow="fold")
+    table.add_column("as of", no_wrap=True)
+    if any(notes.values()):
+        table.add_column("notes", overflow="fold", ratio=2)
     for row in rows:
         price = row["price"]
         rates = f"{price['input_per_1m']}·{price['output_per_1m']}" if price else "—"
-        notes = [n for n in (row["lifecycle"], row["reason"]) if n]
-        table.add_row(
+        cells = [
             row["target"],
             ("" if row["prompt_tokens_exact"] else "~") + f"{row['prompt_tokens']:,}",
             f"{row['max_output_tokens']:,}",
             _usd(None if row["worst_case_usd"] is None else Decimal(row["worst_case_usd"])),
             _usd(None if row["expected_usd"] is None else Decimal(row["expected_usd"])),
             rates,
-            (price["source"] or "—") if price else "—",
+            _source_host(price["source"]) if price else "—",
             (price["as_of"] or "—") if price else "—",
-            "; ".join(notes),
-        )
+        ]
+        if any(notes.values()):
+            cells.append("; ".join(notes[row["target"]]))
+        table.add_row(*cells)
     return table
 
 
