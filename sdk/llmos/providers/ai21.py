@@ -4,45 +4,35 @@ The wire format is OpenAI-like with AI21's quirks (reference §2): content is a 
 ``documents`` grounding field, ``json_object`` but no ``json_schema``, usage on the last stream
 chunk without any ``stream_options``, no ``object``/``created`` in answers, ``meta`` on them, and
 FastAPI-style error bodies (``{"detail": str}`` or ``{"detail": [{loc, msg, type}]}``). This
-module holds the model tables, capabilities and the HTTP calls; the translation itself lives in
-:mod:`llmos.providers._ai21_wire`.
+module holds the model tables, capabilities, AI21's dialect and the HTTP calls; the chat JSON
+itself is built and read by the shared :mod:`llmos.providers._chat_wire`.
 """
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, ClassVar
 
-from llmos._log import get_logger
 from llmos._version import __version__
-from llmos.errors import (
-    APITimeoutError,
-    ConfigurationError,
-    InvalidRequestError,
-    InvalidResponseError,
-    LLMOSError,
-    UnsupportedFeatureError,
-)
-from llmos.providers._ai21_wire import (
+from llmos.errors import InvalidRequestError, UnsupportedFeatureError
+from llmos.providers._chat_wire import (
+    Dialect,
     StreamState,
-    adrain,
-    build_body,
-    completion_events,
-    drain,
+    decode_json,
+    encode_body,
+    openai_response_format,
     parse_completion,
+    request_body,
+    response_events,
 )
 from llmos.providers._http import (
     HttpPool,
-    aread_error_body,
-    error_from_response,
+    aiter_payloads,
+    apost,
     error_from_transport,
-    read_error_body,
-    timeout_for,
+    iter_payloads,
+    post,
 )
-from llmos.providers._sse import aiter_events, iter_events, parse_data
 from llmos.providers.base import CallContext, Capabilities, Provider, ProviderSettings
 from llmos.types import ChatRequest, ChatResponse, StreamEvent
 
@@ -50,8 +40,6 @@ if TYPE_CHECKING:
     import httpx
 
 __all__ = ["AI21Provider"]
-
-_log = get_logger("providers.ai21")
 
 DEFAULT_BASE_URL = "https://api.ai21.com/studio/v1"
 
@@ -64,14 +52,6 @@ CURRENT_MODELS = (
     "jamba-1.5-large",
     "jamba-1.5-mini",
 )
-
-#: Still served but deprecated by AI21: model -> what to use instead (warned once per process).
-DEPRECATED_MODELS: dict[str, str] = {
-    "jamba-large-1.6": "jamba-large",
-    "jamba-mini-1.6": "jamba-mini",
-    "jamba-instruct": "jamba-mini",
-    "jamba-instruct-preview": "jamba-mini",
-}
 
 #: Retired Jurassic names with a known successor; other ``j1-*``/``j2-*`` names map by size.
 RETIRED_MODELS: dict[str, str] = {
@@ -110,8 +90,9 @@ _JAMBA = Capabilities(
 #: Capabilities per model family (the two Jamba sizes differ in price, not in features).
 FAMILY_CAPABILITIES: dict[str, Capabilities] = {"jamba-large": _JAMBA, "jamba-mini": _JAMBA}
 
-_warned: set[str] = set()
-_warned_lock = threading.Lock()
+#: AI21's messages carry role and content only (plus the tool fields), its tools no ``strict``;
+#: ``tool_choice`` is not sent (``auto`` is what AI21 does; ``none`` leaves the tools out).
+DIALECT = Dialect(names=False, omit_null_content=True, tool_choice=False, tool_strict=False)
 
 
 def retired_replacement(model: str) -> str | None:
@@ -122,16 +103,6 @@ def retired_replacement(model: str) -> str | None:
     if name.startswith(("j1-", "j2-")):
         return "jamba-large" if ("ultra" in name or "jumbo" in name) else "jamba-mini"
     return None
-
-
-def _warn_deprecated(model: str, replacement: str) -> None:
-    with _warned_lock:
-        if model in _warned:
-            return
-        _warned.add(model)
-    _log.warning(
-        "AI21 model %r is deprecated and will be removed; use %r instead", model, replacement
-    )
 
 
 # --------------------------------------------------------------------------- provider
@@ -150,7 +121,8 @@ class AI21Provider(Provider):
       wrong, not the client's configuration (the same client serves every Jamba model), so the
       fix belongs in the request; and as an InvalidRequestError it stops a fallback chain loudly
       instead of being skipped like a missing key, and never counts against the target's health.
-      Deprecated names (1.6, jamba-instruct) still work and log one warning per process.
+      Deprecated names (1.6, jamba-instruct) still work; the price catalog, which marks them
+      deprecated with their successor, warns once per process (ModelDeprecationWarning).
     - **max_tokens** above 4096 (AI21's documented limit) is refused by the base check.
     - **seed** is passed through as ``seed`` (unverified server support; AI21 answers 422 if it
       refuses it). **tool_choice**: ``auto`` is AI21's behaviour and is not sent; ``none`` omits
@@ -171,23 +143,9 @@ class AI21Provider(Provider):
     needs_key: ClassVar[bool] = True
 
     def __init__(self, name: str, settings: ProviderSettings) -> None:
-        super().__init__(name, settings)
-        base = self.base_url or DEFAULT_BASE_URL
-        try:
-            parts = urlsplit(base)
-        except ValueError as exc:
-            parts, why = None, str(exc)
-        else:
-            why = "it needs http:// or https:// and a host"
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigurationError(
-                f"providers['{name}'].base_url {base!r} is not a usable URL ({why}); "
-                f"set it to e.g. {DEFAULT_BASE_URL!r}",
-                provider=name,
-            )
-        self._url = base.rstrip("/") + "/chat/completions"
-        self._pool: HttpPool | None = None
-        self._pool_lock = threading.Lock()
+        super().__init__(name, settings)  # checks a configured base_url
+        self._url = (self.base_url or DEFAULT_BASE_URL).rstrip("/") + "/chat/completions"
+        self._pool = HttpPool(self._headers)
 
     # ------------------------------------------------------------------ description and checks
 
@@ -208,9 +166,6 @@ class AI21Provider(Provider):
                 provider=self.name,
                 model=model,
             )
-        successor = DEPRECATED_MODELS.get(model)
-        if successor is not None:
-            _warn_deprecated(model, successor)
         fmt = request.response_format
         if fmt is not None and fmt.type == "json_schema":
             raise UnsupportedFeatureError(
@@ -244,201 +199,124 @@ class AI21Provider(Provider):
 
     # ------------------------------------------------------------------ plumbing
 
-    def _http(self) -> HttpPool:
-        pool = self._pool
-        if pool is None:
-            headers = {
-                "Authorization": f"Bearer {self.api_key()}",  # raises when missing or unsafe
-                "Content-Type": "application/json",
-                "User-Agent": f"llmos/{__version__}",
-                **self.settings.headers,
-            }
-            with self._pool_lock:
-                if self._pool is None:
-                    self._pool = HttpPool(headers)
-                pool = self._pool
-        return pool
+    def _headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self.api_key()}",  # raises when missing or unsafe
+            "Content-Type": "application/json",
+            "User-Agent": f"llmos/{__version__}",
+            **self.settings.headers,
+        }
 
-    def _transport_error(self, exc: Exception, model: str) -> LLMOSError:
-        import httpx
-
-        if isinstance(exc, httpx.InvalidURL):
-            return ConfigurationError(
-                f"providers['{self.name}'].base_url gives the invalid URL {self._url!r}: {exc}; "
-                f"set it to e.g. {DEFAULT_BASE_URL!r}",
-                provider=self.name,
-                model=model,
-            )
-        return error_from_transport(exc, provider=self.name, model=model)
-
-    def _error(self, response: httpx.Response, body: Any, model: str) -> LLMOSError:
-        return error_from_response(
-            response.status_code, response.headers, body, provider=self.name, model=model
+    def _body(self, request: ChatRequest, stream: bool) -> bytes:
+        body = request_body(
+            request, DIALECT, response_format=openai_response_format(request.response_format)
         )
+        if request.documents:
+            body.setdefault(
+                "documents",
+                [
+                    d.model_dump(exclude_none=True)
+                    if (d.id or d.metadata)
+                    else {"content": d.content}
+                    for d in request.documents
+                ],
+            )
+        # Set last, so that extra_body cannot make the body disagree with how it is read.
+        if stream:
+            body["stream"] = True
+        else:
+            body.pop("stream", None)
+        return encode_body(body, model=request.model)
 
     def _parse(self, raw: bytes, request: ChatRequest, headers: Mapping[str, str]) -> ChatResponse:
+        data = decode_json(raw, provider=self.name, model=request.model, headers=headers)
+        return parse_completion(data, provider=self.name, model=request.model, headers=headers)
+
+    def _read(self, response: httpx.Response, model: str) -> bytes:
+        import httpx
+
         try:
-            data = json.loads(raw)
-        except ValueError:
-            shown = raw[:120].decode("utf-8", errors="replace")
-            raise InvalidResponseError(
-                f"the answer is not JSON: {shown!r}", provider=self.name, model=request.model
-            ) from None
+            return response.read()
+        except httpx.HTTPError as exc:
+            raise error_from_transport(exc, provider=self.name, model=model) from None
+
+    async def _aread(self, response: httpx.Response, model: str) -> bytes:
+        import httpx
+
         try:
-            return parse_completion(data, request, self.name, headers)
-        except LLMOSError as exc:
-            exc.provider = exc.provider or self.name
-            exc.model = exc.model or request.model
-            raise
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            raise InvalidResponseError(
-                f"the answer does not have AI21's chat completion shape ({exc!r})",
-                provider=self.name,
-                model=request.model,
-            ) from None
+            return await response.aread()
+        except httpx.HTTPError as exc:
+            raise error_from_transport(exc, provider=self.name, model=model) from None
 
-    def _deadline_passed(self, ctx: CallContext, model: str) -> APITimeoutError | None:
-        if ctx.deadline.at is not None and ctx.deadline.expired():
-            return APITimeoutError(
-                "the call's total timeout passed while the stream was running",
-                provider=self.name,
-                model=model,
-            )
-        return None
-
-    def _unexpected_json(
-        self, raw: bytes, request: ChatRequest, headers: Mapping[str, str]
-    ) -> Iterator[StreamEvent]:
-        """A stream request answered with one JSON body: an error object, or a whole answer."""
-        yield from completion_events(self._parse(raw, request, headers))
-
-    # ------------------------------------------------------------------ sync calls
+    # ------------------------------------------------------------------ calls
 
     def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
         """One chat completion."""
-        import httpx
+        body = self._body(request, False)
+        response = post(
+            self._pool.sync(), self._url, body, ctx, provider=self.name, model=request.model
+        )
+        return self._parse(response.content, request, response.headers)
 
-        client = self._http().sync()
-        body = build_body(request, stream=False)
-        try:
-            response = client.post(self._url, content=body, timeout=timeout_for(ctx))
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise self._transport_error(exc, request.model) from None
-        if not 200 <= response.status_code < 300:
-            raise self._error(response, response.content, request.model)
+    async def achat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
+        """Async twin of :meth:`chat`."""
+        body = self._body(request, False)
+        response = await apost(
+            self._pool.async_(), self._url, body, ctx, provider=self.name, model=request.model
+        )
         return self._parse(response.content, request, response.headers)
 
     def stream(self, request: ChatRequest, ctx: CallContext) -> Iterator[StreamEvent]:
         """One streamed chat completion: deltas and tool-call fragments, then the final event."""
-        import httpx
-
-        client = self._http().sync()
-        body = build_body(request, stream=True)
+        body = self._body(request, True)
+        model = request.model
+        response = post(
+            self._pool.sync(), self._url, body, ctx, provider=self.name, model=model, stream=True
+        )
         try:
-            response = client.send(
-                client.build_request("POST", self._url, content=body, timeout=timeout_for(ctx)),
-                stream=True,
-            )
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise self._transport_error(exc, request.model) from None
-        try:
-            if not 200 <= response.status_code < 300:
-                raise self._error(response, read_error_body(response), request.model)
-            headers = response.headers
-            if headers.get("content-type", "").startswith("application/json"):
-                yield from self._unexpected_json(response.read(), request, headers)
+            if _is_json(response):
+                raw = self._read(response, model)
+                yield from response_events(self._parse(raw, request, response.headers))
                 return
-            state = StreamState(self.name, request.model)
-            chunks = response.iter_bytes()
-            for event in iter_events(chunks):
-                payload = parse_data(event, provider=self.name, model=request.model)
+            state = StreamState(self.name, model, response.headers)
+            done = False
+            for payload in iter_payloads(response, ctx, provider=self.name, model=model):
                 if payload is None:
-                    state.done = True
-                    drain(chunks)
-                    break
-                yield from self._feed(state, payload, headers, request)
-                late = self._deadline_passed(ctx, request.model)
-                if late is not None:
-                    raise late
-            yield state.final()
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise self._transport_error(exc, request.model) from None
+                    done = True
+                else:
+                    yield from state.feed(payload)
+            yield state.final(done=done)
         finally:
             response.close()
 
-    def _feed(
-        self,
-        state: StreamState,
-        payload: Any,
-        headers: Mapping[str, str],
-        request: ChatRequest,
-    ) -> list[StreamEvent]:
-        try:
-            return state.feed(payload, headers)
-        except LLMOSError as exc:
-            exc.provider = exc.provider or self.name
-            exc.model = exc.model or request.model
-            raise
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            raise InvalidResponseError(
-                f"a stream chunk does not have AI21's chunk shape ({exc!r})",
-                provider=self.name,
-                model=request.model,
-            ) from None
-
-    # ------------------------------------------------------------------ async calls
-
-    async def achat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
-        """Async twin of :meth:`chat`."""
-        import httpx
-
-        client = self._http().async_()
-        body = build_body(request, stream=False)
-        try:
-            response = await client.post(self._url, content=body, timeout=timeout_for(ctx))
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise self._transport_error(exc, request.model) from None
-        if not 200 <= response.status_code < 300:
-            raise self._error(response, response.content, request.model)
-        return self._parse(response.content, request, response.headers)
-
     async def astream(self, request: ChatRequest, ctx: CallContext) -> AsyncIterator[StreamEvent]:
         """Async twin of :meth:`stream`."""
-        import httpx
-
-        client = self._http().async_()
-        body = build_body(request, stream=True)
+        body = self._body(request, True)
+        model = request.model
+        response = await apost(
+            self._pool.async_(),
+            self._url,
+            body,
+            ctx,
+            provider=self.name,
+            model=model,
+            stream=True,
+        )
         try:
-            response = await client.send(
-                client.build_request("POST", self._url, content=body, timeout=timeout_for(ctx)),
-                stream=True,
-            )
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise self._transport_error(exc, request.model) from None
-        try:
-            if not 200 <= response.status_code < 300:
-                raise self._error(response, await aread_error_body(response), request.model)
-            headers = response.headers
-            if headers.get("content-type", "").startswith("application/json"):
-                for item in self._unexpected_json(await response.aread(), request, headers):
-                    yield item
+            if _is_json(response):
+                raw = await self._aread(response, model)
+                for event in response_events(self._parse(raw, request, response.headers)):
+                    yield event
                 return
-            state = StreamState(self.name, request.model)
-            achunks = response.aiter_bytes()
-            async for event in aiter_events(achunks):
-                payload = parse_data(event, provider=self.name, model=request.model)
+            state = StreamState(self.name, model, response.headers)
+            done = False
+            async for payload in aiter_payloads(response, ctx, provider=self.name, model=model):
                 if payload is None:
-                    state.done = True
-                    await adrain(achunks)
-                    break
-                for item in self._feed(state, payload, headers, request):
-                    yield item
-                late = self._deadline_passed(ctx, request.model)
-                if late is not None:
-                    raise late
-            yield state.final()
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise self._transport_error(exc, request.model) from None
+                    done = True
+                else:
+                    for event in state.feed(payload):
+                        yield event
+            yield state.final(done=done)
         finally:
             await response.aclose()
 
@@ -446,10 +324,13 @@ class AI21Provider(Provider):
 
     def close(self) -> None:
         """Close the sync connection pool."""
-        if self._pool is not None:
-            self._pool.close()
+        self._pool.close()
 
     async def aclose(self) -> None:
         """Close both connection pools."""
-        if self._pool is not None:
-            await self._pool.aclose()
+        await self._pool.aclose()
+
+
+def _is_json(response: httpx.Response) -> bool:
+    """True when a stream request was answered with one JSON body instead of events."""
+    return str(response.headers.get("content-type", "")).startswith("application/json")

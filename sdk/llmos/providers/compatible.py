@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from llmos.errors import ConfigurationError, UnsupportedFeatureError
-from llmos.providers._openai_wire import StreamState
+from llmos.providers._chat_wire import StreamState
 from llmos.providers.base import Capabilities, ProviderSettings
 from llmos.providers.openai import ChatCompletionsProvider
 from llmos.types import ChatRequest, Usage

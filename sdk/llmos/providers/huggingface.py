@@ -10,11 +10,16 @@ The ``api`` setting picks the route:
   Endpoint. TGI ignores the model field (``<name>:tgi`` is the usual spelling); structured output
   is sent as TGI's grammar ``{"type": "json", "value": schema}``.
 * ``generate``: TGI's ``/generate`` and ``/generate_stream``, with a prompt built from the
-  messages (``prompt_format``, see :func:`~llmos.providers._hf_wire.build_prompt`) and
+  messages (``prompt_format``, see :func:`~llmos.providers._tgi_wire.build_prompt`) and
   ``details: true`` for finish reasons and token counts. No tools.
 * ``auto`` (the default for any other base URL): ``chat``; if that route answers 404, the same call
   goes to ``/generate`` and the instance remembers which route exists, so detection costs one
   extra request per provider instance, never one per call.
+
+Both chat routes speak the shared chat-completions dialect (:mod:`llmos.providers._chat_wire`,
+which also reads TGI's ``eos_token`` finish reasons, object-valued tool arguments and one-object
+``tool_calls`` deltas); ``/generate`` speaks TGI's own dialect (:mod:`llmos.providers._tgi_wire`).
+This module holds the routes, route detection and Hugging Face's errors.
 
 ``base_url`` may be given with or without a trailing ``/v1``. Off the router a key is optional
 (self-hosted TGI usually has none); a 401 then says how to set one. A cold model answers 503 with
@@ -26,7 +31,6 @@ reaches the caller saying how long the model needs.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, Union
@@ -37,34 +41,57 @@ from pydantic import Field
 from llmos.errors import (
     APIError,
     AuthenticationError,
-    InvalidResponseError,
     LLMOSError,
+    ModelLoadingError,
     NotFoundError,
-    ServerError,
     UnsupportedFeatureError,
 )
-from llmos.providers import _hf_wire as wire
+from llmos.providers._chat_wire import (
+    Dialect,
+    StreamState,
+    decode_json,
+    encode_body,
+    openai_response_format,
+    parse_completion,
+    request_body,
+)
 from llmos.providers._http import (
     HttpPool,
-    aread_error_body,
+    aiter_payloads,
+    apost,
     error_from_response,
-    error_from_transport,
-    read_error_body,
+    iter_payloads,
+    post,
     request_id_from,
-    timeout_for,
 )
-from llmos.providers._sse import aiter_events, iter_events, parse_data
+from llmos.providers._tgi_wire import (
+    GenerateStreamParser,
+    PromptFormat,
+    build_prompt,
+    generate_body,
+    parse_generate,
+    tgi_grammar,
+)
 from llmos.providers.base import CallContext, Capabilities, Provider, ProviderSettings
 from llmos.types import ChatRequest, ChatResponse, StreamEvent
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["HuggingFaceProvider", "HuggingFaceSettings", "ModelLoadingError"]
+__all__ = [
+    "CONTEXT_WINDOWS",
+    "GenerateStreamParser",
+    "HuggingFaceProvider",
+    "HuggingFaceSettings",
+    "ModelLoadingError",
+    "PromptFormat",
+    "build_prompt",
+    "generate_body",
+    "parse_generate",
+]
 
 T = TypeVar("T")
 HFApi = Literal["auto", "router", "chat", "generate"]
-_Parser = Union[wire.ChatStreamParser, wire.GenerateStreamParser]
 
 ROUTER_URL = "https://router.huggingface.co/v1"
 _ROUTER_CAPS = Capabilities(
@@ -88,14 +115,21 @@ _GENERATE_CAPS = Capabilities(
     needs_key=False,
     notes=("the prompt is built from the messages (see prompt_format)",),
 )
+#: The router and TGI leave out an assistant message's null content when it only calls tools.
+DIALECT = Dialect(omit_null_content=True)
 
 
-class ModelLoadingError(ServerError):
-    """The model is still loading (503 with ``estimated_time``); retried after ``retry_after``."""
+def _windows(model: str, **by_provider: int) -> dict[tuple[str, str], int]:
+    return {(model, provider): tokens for provider, tokens in by_provider.items()}
 
-    def __init__(self, message: str, *, estimated_time: float | None = None, **kwargs: Any):
-        super().__init__(message, retry_after=estimated_time, **kwargs)
-        self.estimated_time = estimated_time
+
+#: Context windows of router models by (model, provider suffix); wire-formats §5.3.
+CONTEXT_WINDOWS: dict[tuple[str, str], int] = {
+    **_windows("meta-llama/Llama-3.1-8B-Instruct", nebius=128000, novita=16384,
+               deepinfra=131072, cerebras=128000, hyperbolic=32768, together=131072),
+    **_windows("meta-llama/Llama-3.3-70B-Instruct", hyperbolic=131072, nebius=131072,
+               novita=12288, sambanova=131072, cerebras=128000, together=131072),
+}  # fmt: skip
 
 
 class HuggingFaceSettings(ProviderSettings):
@@ -106,9 +140,16 @@ class HuggingFaceSettings(ProviderSettings):
     #: Organisation billed for router calls (sent as ``X-HF-Bill-To``).
     bill_to: str | None = None
     #: How /generate prompts are built: "plain", "chatml", "raw" or a callable(messages) -> str.
-    prompt_format: wire.PromptFormat = "plain"
+    prompt_format: PromptFormat = "plain"
     #: ``max_new_tokens`` sent to /generate when the call gives no max_tokens.
     default_max_new_tokens: int = Field(default=512, ge=1)
+
+
+#: The stream parser of the route in use: chat chunks or /generate_stream token events.
+_Parser = Union[StreamState, GenerateStreamParser]
+
+
+# --------------------------------------------------------------------------- provider
 
 
 class HuggingFaceProvider(Provider):
@@ -144,8 +185,7 @@ class HuggingFaceProvider(Provider):
         self._chat_url = self._root + "/v1/chat/completions"
         self._generate_url = self._root + "/generate"
         self._stream_url = self._root + "/generate_stream"
-        self._pool = HttpPool()
-        self._headers: dict[str, str] | None = None
+        self._pool = HttpPool(self._headers)
 
     @classmethod
     def settings_from_env(cls, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -168,7 +208,7 @@ class HuggingFaceProvider(Provider):
         if self._api != "router":
             return _TGI_CHAT_CAPS
         base, _, suffix = model.partition(":")
-        window = wire.CONTEXT_WINDOWS.get((base, suffix))
+        window = CONTEXT_WINDOWS.get((base, suffix))
         return _ROUTER_CAPS if window is None else _ROUTER_CAPS.with_(context_window=window)
 
     def is_configured(self) -> bool:
@@ -177,50 +217,58 @@ class HuggingFaceProvider(Provider):
 
     # ------------------------------------------------------------------ shared by sync and async
 
-    def _request_headers(self) -> dict[str, str]:
-        if self._headers is None:
-            headers = {"Content-Type": "application/json", **self.settings.headers}
-            if self._api == "router" or self.settings.api_key is not None:
-                headers["Authorization"] = f"Bearer {self.api_key()}"
-            if self.settings.bill_to:
-                headers["X-HF-Bill-To"] = self.settings.bill_to
-            self._headers = headers
-        return self._headers
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", **self.settings.headers}
+        if self._api == "router" or self.settings.api_key is not None:
+            headers["Authorization"] = f"Bearer {self.api_key()}"  # raises when missing
+        if self.settings.bill_to:
+            headers["X-HF-Bill-To"] = self.settings.bill_to
+        return headers
 
     def _chat_payload(self, request: ChatRequest, stream: bool) -> bytes:
-        body = wire.chat_body(request, tgi=self._api != "router", stream=stream)
-        return json.dumps(body).encode()
+        fmt = request.response_format
+        if self._api == "router":
+            wanted = openai_response_format(fmt)
+        else:  # TGI takes structured output as a grammar
+            wanted = tgi_grammar(fmt) if fmt is not None and fmt.type != "text" else None
+        body = request_body(
+            request,
+            DIALECT,
+            response_format=wanted,
+            stream=stream,
+            stream_options={"include_usage": True},
+        )
+        return encode_body(body, model=request.model)
 
     def _generate_payload(self, request: ChatRequest) -> tuple[bytes, str]:
-        prompt = wire.build_prompt(request.messages, self.settings.prompt_format)
-        body = wire.generate_body(request, prompt, self.settings.default_max_new_tokens)
-        return json.dumps(body).encode(), prompt
-
-    def _decode(self, response: httpx.Response, request: ChatRequest) -> Any:
-        try:
-            return json.loads(response.content)
-        except ValueError:
-            raise InvalidResponseError(
-                f"the answer is not JSON: {response.content[:120]!r}",
-                provider=self.name,
-                model=request.model,
-                request_id=request_id_from(response.headers),
-            ) from None
+        prompt = build_prompt(request.messages, self.settings.prompt_format)
+        body = generate_body(request, prompt, self.settings.default_max_new_tokens)
+        return encode_body(body, model=request.model), prompt
 
     def _chat_answer(self, response: httpx.Response, request: ChatRequest) -> ChatResponse:
-        data = self._decode(response, request)
-        return wire.parse_chat(data, request, self.name, request_id_from(response.headers))
+        headers = response.headers
+        data = decode_json(
+            response.content, provider=self.name, model=request.model, headers=headers
+        )
+        answer = parse_completion(data, provider=self.name, model=request.model, headers=headers)
+        if answer.id is None:  # TGI sends no id; the request id names the answer instead
+            answer.id = request_id_from(headers)
+        return answer
 
     def _generate_answer(
         self, response: httpx.Response, request: ChatRequest, prompt: str
     ) -> ChatResponse:
-        data = self._decode(response, request)
-        return wire.parse_generate(data, response.headers, request, self.name, prompt)
+        data = decode_json(
+            response.content,
+            provider=self.name,
+            model=request.model,
+            headers=response.headers,
+            what="a /generate answer",
+        )
+        return parse_generate(data, response.headers, request, self.name, prompt)
 
-    def _error(
-        self, status: int, headers: Mapping[str, str], body: Any, request: ChatRequest
-    ) -> LLMOSError:
-        error = error_from_response(status, headers, body, provider=self.name, model=request.model)
+    def _error(self, status: int, headers: Mapping[str, str], body: Any, model: str) -> LLMOSError:
+        error = error_from_response(status, headers, body, provider=self.name, model=model)
         # A cold start answers 503 {"error": "Model ... is currently loading", "estimated_time": s}
         body_map = error.body if isinstance(error.body, Mapping) else {}
         if status == 503 and ("estimated_time" in body_map or "loading" in error.message.lower()):
@@ -230,7 +278,7 @@ class HuggingFaceProvider(Provider):
                 f"{error.message}; this server wants a token: set {self.env_api_key} or pass "
                 f"providers={{'{self.name}': {{'api_key': ...}}}}",
                 provider=self.name,
-                model=request.model,
+                model=model,
                 status_code=status,
                 request_id=error.request_id,
                 body=error.body,
@@ -294,30 +342,21 @@ class HuggingFaceProvider(Provider):
         if self._api == "auto":
             self._api = route
 
+    def _post_args(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
+        model = request.model
+        return {
+            "provider": self.name,
+            "model": model,
+            "stream": stream,
+            "on_error": lambda status, headers, body: self._error(status, headers, body, model),
+        }
+
     # ------------------------------------------------------------------ sync
 
     def _send(
         self, url: str, payload: bytes, request: ChatRequest, ctx: CallContext, stream: bool
     ) -> httpx.Response:
-        import httpx
-
-        client = self._pool.sync()
-        try:
-            built = client.build_request(
-                "POST",
-                url,
-                content=payload,
-                headers=self._request_headers(),
-                timeout=timeout_for(ctx),
-            )
-            response = client.send(built, stream=stream)
-        except httpx.HTTPError as exc:
-            raise error_from_transport(exc, provider=self.name, model=request.model) from None
-        if response.status_code >= 400:
-            body = read_error_body(response)
-            response.close()
-            raise self._error(response.status_code, response.headers, body, request)
-        return response
+        return post(self._pool.sync(), url, payload, ctx, **self._post_args(request, stream))
 
     def _generate(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
         payload, prompt = self._generate_payload(request)
@@ -351,8 +390,7 @@ class HuggingFaceProvider(Provider):
         def generate() -> tuple[httpx.Response, _Parser]:
             payload, prompt = self._generate_payload(request)
             response = self._send(self._stream_url, payload, request, ctx, True)
-            parser = wire.GenerateStreamParser(self.name, request, prompt, response.headers)
-            return response, parser
+            return response, GenerateStreamParser(self.name, request, prompt, response.headers)
 
         if self._api == "generate":
             return generate()
@@ -363,26 +401,21 @@ class HuggingFaceProvider(Provider):
             self._check_switch(request, missing)
             return self._switch(generate, missing)
         self._found("chat")
-        return response, wire.ChatStreamParser(self.name, request)
+        return response, StreamState(self.name, request.model, response.headers)
 
     def stream(self, request: ChatRequest, ctx: CallContext) -> Iterator[StreamEvent]:
         """One streamed call: content events, then one final event."""
-        import httpx
-
         response, parser = self._open_stream(request, ctx)
         done = False
         try:
-            for sse in iter_events(response.iter_bytes()):
-                payload = parse_data(sse, provider=self.name, model=request.model)
+            for payload in iter_payloads(response, ctx, provider=self.name, model=request.model):
                 if payload is None:
                     done = True
-                    break
-                yield from parser.feed(payload)
-        except httpx.HTTPError as exc:
-            raise error_from_transport(exc, provider=self.name, model=request.model) from None
+                else:
+                    yield from parser.feed(payload)
         finally:
             response.close()
-        yield parser.final(done)
+        yield parser.final(done=done)
 
     def close(self) -> None:
         """Close the sync connection pool."""
@@ -393,25 +426,9 @@ class HuggingFaceProvider(Provider):
     async def _asend(
         self, url: str, payload: bytes, request: ChatRequest, ctx: CallContext, stream: bool
     ) -> httpx.Response:
-        import httpx
-
-        client = self._pool.async_()
-        try:
-            built = client.build_request(
-                "POST",
-                url,
-                content=payload,
-                headers=self._request_headers(),
-                timeout=timeout_for(ctx),
-            )
-            response = await client.send(built, stream=stream)
-        except httpx.HTTPError as exc:
-            raise error_from_transport(exc, provider=self.name, model=request.model) from None
-        if response.status_code >= 400:
-            body = await aread_error_body(response)
-            await response.aclose()
-            raise self._error(response.status_code, response.headers, body, request)
-        return response
+        return await apost(
+            self._pool.async_(), url, payload, ctx, **self._post_args(request, stream)
+        )
 
     async def _agenerate(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
         payload, prompt = self._generate_payload(request)
@@ -445,8 +462,7 @@ class HuggingFaceProvider(Provider):
         async def generate() -> tuple[httpx.Response, _Parser]:
             payload, prompt = self._generate_payload(request)
             response = await self._asend(self._stream_url, payload, request, ctx, True)
-            parser = wire.GenerateStreamParser(self.name, request, prompt, response.headers)
-            return response, parser
+            return response, GenerateStreamParser(self.name, request, prompt, response.headers)
 
         if self._api == "generate":
             return await generate()
@@ -457,27 +473,24 @@ class HuggingFaceProvider(Provider):
             self._check_switch(request, missing)
             return await self._aswitch(generate, missing)
         self._found("chat")
-        return response, wire.ChatStreamParser(self.name, request)
+        return response, StreamState(self.name, request.model, response.headers)
 
     async def astream(self, request: ChatRequest, ctx: CallContext) -> AsyncIterator[StreamEvent]:
         """Async twin of :meth:`stream`."""
-        import httpx
-
         response, parser = await self._aopen_stream(request, ctx)
         done = False
         try:
-            async for sse in aiter_events(response.aiter_bytes()):
-                payload = parse_data(sse, provider=self.name, model=request.model)
+            async for payload in aiter_payloads(
+                response, ctx, provider=self.name, model=request.model
+            ):
                 if payload is None:
                     done = True
-                    break
-                for event in parser.feed(payload):
-                    yield event
-        except httpx.HTTPError as exc:
-            raise error_from_transport(exc, provider=self.name, model=request.model) from None
+                else:
+                    for event in parser.feed(payload):
+                        yield event
         finally:
             await response.aclose()
-        yield parser.final(done)
+        yield parser.final(done=done)
 
     async def aclose(self) -> None:
         """Close both connection pools."""

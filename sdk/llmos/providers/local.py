@@ -28,7 +28,6 @@ may still run into max_tokens, in which case finish_reason is "length" and the J
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
 import json
 import random
@@ -39,7 +38,7 @@ from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
@@ -52,23 +51,23 @@ from llmos.errors import (
     LLMOSError,
     ServerError,
 )
+from llmos.providers._chat_wire import normalise_finish_reason
 from llmos.providers._embedded import (
     EMBEDDED_MODEL,
     check_gguf,
     default_cache_dir,
     embedded_model_ready,
     ensure_embedded_model,
-    import_llama_cpp,
+    load_llama,
     logical_cpus,
     physical_cores,
 )
-from llmos.providers._templates import Prompt, PromptFormat, choose_format
+from llmos.providers._templates import AnswerText, Prompt, PromptFormat, choose_format
 from llmos.providers.base import CallContext, Capabilities, Provider, ProviderSettings
 from llmos.types import (
     AssistantMessage,
     ChatRequest,
     ChatResponse,
-    FinishReason,
     Latency,
     StreamEvent,
     TokenCount,
@@ -81,11 +80,11 @@ __all__ = [
     "default_cache_dir",
     "embedded_model_ready",
     "ensure_embedded_model",
+    "logical_cpus",
     "physical_cores",
 ]
 
 log = get_logger("local")
-T = TypeVar("T")
 
 #: llama.cpp sampling options a request may set through ``extra_body``, with their defaults.
 SAMPLING_DEFAULTS: dict[str, float] = dict(
@@ -94,6 +93,17 @@ SAMPLING_DEFAULTS: dict[str, float] = dict(
 )  # fmt: skip
 _OWN_LLAMA_ARGS = frozenset(
     {"model_path", "n_ctx", "n_threads", "n_threads_batch", "n_gpu_layers", "seed", "verbose"}
+)
+#: Streaming and grammar-enforced JSON; no tools, embeddings or logprobs.
+_CAPS = Capabilities(
+    json_schema=True,
+    json_object=True,
+    needs_key=False,
+    runs_offline=True,
+    notes=(
+        "JSON is enforced by a llama.cpp grammar; output cut by max_tokens is incomplete",
+        "logprobs need logits_all (n_ctx x vocabulary floats), so they are not offered",
+    ),
 )
 
 
@@ -144,8 +154,7 @@ class _Loaded:
     path: Path
     fmt: PromptFormat
     n_ctx: int
-    vocab: Any
-    is_eog: Any
+    is_eog: Callable[[int], bool]  # whether a token id ends the generation
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -156,35 +165,20 @@ class _Plan:
     model: str
     prompt: Prompt
     max_tokens: int
-    temperature: float
-    top_p: float
     seed: int
     stop: tuple[bytes, ...]
-    grammar: Any
+    #: Keyword arguments of ``Llama.generate``: temp, top_p, grammar and SAMPLING_DEFAULTS.
     sampling: dict[str, Any]
 
 
 @dataclass
 class _Run:
-    """What a generation produced besides text."""
+    """What a generation produced besides text (``raw_finish``: eos, stop or length)."""
 
+    prompt_tokens: int
+    queued: float
     completion_tokens: int = 0
-    finish: FinishReason = "length"
     raw_finish: str = "length"
-
-
-def _cut(pending: bytes, stops: tuple[bytes, ...]) -> tuple[int, bool]:
-    """How many bytes of ``pending`` may be emitted, and whether a stop sequence was found."""
-    found = [at for stop in stops if (at := pending.find(stop)) >= 0]
-    if found:
-        return min(found), True
-    cut = len(pending)
-    for stop in stops:  # keep back a tail that may still grow into a stop sequence
-        for k in range(min(len(stop) - 1, len(pending)), 0, -1):
-            if pending.endswith(stop[:k]):
-                cut = min(cut, len(pending) - k)
-                break
-    return cut, False
 
 
 class LocalProvider(Provider):
@@ -217,22 +211,7 @@ class LocalProvider(Provider):
         """Streaming and grammar-enforced JSON; no tools, embeddings or logprobs."""
         loaded = self._by_name.get(model)
         window = loaded.n_ctx if loaded is not None else (self.settings.n_ctx or None)
-        return Capabilities(
-            streaming=True,
-            tools=False,
-            json_schema=True,
-            json_object=True,
-            embeddings=False,
-            logprobs=False,
-            stream_usage=True,
-            context_window=window,
-            needs_key=False,
-            runs_offline=True,
-            notes=(
-                "JSON is enforced by a llama.cpp grammar; output cut by max_tokens is incomplete",
-                "logprobs need logits_all (n_ctx x vocabulary floats), so they are not offered",
-            ),
-        )
+        return _CAPS.with_(context_window=window)
 
     def resolve(self, model: str) -> Path:
         """The GGUF file a model string means (assembling the embedded model if needed)."""
@@ -275,66 +254,49 @@ class LocalProvider(Provider):
 
     def _load(self, path: Path, model: str) -> _Loaded:
         s = self.settings
-        llama_cpp = import_llama_cpp(s.verbose)
-        gpu_layers = s.n_gpu_layers
-        if gpu_layers != 0 and not llama_cpp.llama_supports_gpu_offload():
-            log.warning(
-                "n_gpu_layers=%s asks for GPU offload, but this llama-cpp-python build has no GPU "
-                "support; running %s on the CPU (reinstall llama-cpp-python with CMAKE_ARGS="
-                '"-DGGML_CUDA=on" or "-DGGML_METAL=on" to use a GPU)',
-                gpu_layers,
-                path.name,
-            )
-            gpu_layers = 0
-        kwargs: dict[str, Any] = {
-            "model_path": str(path),
-            "n_ctx": s.n_ctx,
-            "n_threads": s.n_threads or physical_cores(),
-            "n_threads_batch": s.n_threads_batch or logical_cpus(),
-            "n_gpu_layers": gpu_layers,
-            "verbose": s.verbose,
-            **s.llama_kwargs,
-        }
-        if s.seed is not None:
-            kwargs["seed"] = s.seed & 0xFFFFFFFF
-        started = time.perf_counter()
-        try:
-            llm = llama_cpp.Llama(**kwargs)
-        except (ValueError, RuntimeError, OSError, TypeError) as exc:
-            raise ConfigurationError(
-                f"llama.cpp could not load {path}: {exc}", provider=self.name, model=model
-            ) from None
-        fmt = choose_format(llm, s.chat_format)
-        vocab = llama_cpp.llama_model_get_vocab(llm.model)
-        log.debug(
-            "loaded %s in %.2f s (n_ctx=%s, n_threads=%s, format=%s)",
+        seed = {} if s.seed is None else {"seed": s.seed & 0xFFFFFFFF}
+        llm, is_eog = load_llama(
             path,
-            time.perf_counter() - started,
-            llm.n_ctx(),
-            kwargs["n_threads"],
-            fmt.name,
+            provider=self.name,
+            model=model,
+            n_ctx=s.n_ctx,
+            n_threads=s.n_threads,
+            n_threads_batch=s.n_threads_batch,
+            n_gpu_layers=s.n_gpu_layers,
+            verbose=s.verbose,
+            **s.llama_kwargs,
+            **seed,
         )
-        return _Loaded(llm, path, fmt, llm.n_ctx(), vocab, llama_cpp.llama_vocab_is_eog)
+        fmt = choose_format(llm, s.chat_format)
+        log.debug("%s: prompt format %s", path.name, fmt.name)
+        return _Loaded(llm, path, fmt, llm.n_ctx(), is_eog)
 
     # ------------------------------------------------------------------ planning
 
     def prompt_text(self, request: ChatRequest) -> str:
         """The exact prompt text the model sees for ``request`` (for debugging templates)."""
-        return self._guard(
-            request, lambda: self._model(request.model).fmt.render(request.messages).text
-        )
+        with self._errors(request.model):
+            text = self._model(request.model).fmt.render(request.messages).text
+        return text
 
     def count_prompt_tokens(self, request: ChatRequest) -> TokenCount:
         """Prompt tokens counted by the model's tokenizer: equal to the call's prompt_tokens."""
-
-        def count() -> TokenCount:
+        with self._errors(request.model):
             loaded = self._model(request.model)
             tokens = len(loaded.fmt.render(request.messages).tokens)
-            return TokenCount(
-                tokens=tokens, method="exact", tokenizer=f"llama.cpp:{loaded.path.name}"
-            )
+        return TokenCount(tokens=tokens, method="exact", tokenizer=f"llama.cpp:{loaded.path.name}")
 
-        return self._guard(request, count)
+    @contextlib.contextmanager
+    def session(self, model: str) -> Iterator[tuple[Any, PromptFormat]]:
+        """Direct use of a loaded model (e.g. scoring a text): its ``llama_cpp.Llama`` and prompt
+        format, with its lock held. Its evaluation state is reset after, so later generations
+        never reuse tokens evaluated here."""
+        loaded = self._model(model)
+        with loaded.lock:
+            try:
+                yield loaded.llm, loaded.fmt
+            finally:
+                loaded.llm.reset()
 
     def _plan(self, request: ChatRequest) -> tuple[_Loaded, _Plan]:
         self.check(request)
@@ -361,15 +323,8 @@ class LocalProvider(Provider):
             model=request.model,
             prompt=prompt,
             max_tokens=max_tokens,
-            temperature=(
-                request.temperature
-                if request.temperature is not None
-                else self.settings.temperature
-            ),
-            top_p=request.top_p if request.top_p is not None else 0.95,
             seed=(random.getrandbits(32) if seed is None else seed) & 0xFFFFFFFF,
             stop=tuple(s.encode("utf-8") for s in stops),
-            grammar=self._grammar(request),
             sampling=self._sampling(request),
         )
 
@@ -393,7 +348,13 @@ class LocalProvider(Provider):
             ) from None
 
     def _sampling(self, request: ChatRequest) -> dict[str, Any]:
-        sampling: dict[str, Any] = dict(SAMPLING_DEFAULTS)
+        temperature = request.temperature
+        sampling: dict[str, Any] = {
+            "temp": self.settings.temperature if temperature is None else temperature,
+            "top_p": 0.95 if request.top_p is None else request.top_p,
+            "grammar": self._grammar(request),
+            **SAMPLING_DEFAULTS,
+        }
         for key, value in request.extra_body.items():
             default = SAMPLING_DEFAULTS.get(key)
             if default is None or isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -429,45 +390,24 @@ class LocalProvider(Provider):
         ctx: CallContext,
         run: _Run,
         cancel: threading.Event | None,
-    ) -> Iterator[str]:
-        """Generate text pieces; the caller holds the model lock. Streams and whole answers share
-        this one loop, so their texts are identical."""
-        llm, vocab, is_eog, deadline = loaded.llm, loaded.vocab, loaded.is_eog, ctx.deadline
-        detokenize = llm.detokenize
-        stops, max_tokens = plan.stop, plan.max_tokens
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="ignore")
-        lstrip, rstrip = plan.prompt.lstrip, plan.prompt.rstrip
-        pending = b""  # generated bytes not yet emitted: a possible stop sequence's start
-        held = ""  # trailing whitespace kept back until more text follows (rstrip)
+    ) -> Generator[str, None, None]:
+        """Generate text pieces; the caller holds the model lock."""
+        llm, is_eog, deadline = loaded.llm, loaded.is_eog, ctx.deadline
+        detokenize, max_tokens = llm.detokenize, plan.max_tokens
+        answer = AnswerText(plan.prompt, plan.stop)
         llm.set_seed(plan.seed)
-        tokens = llm.generate(
-            plan.prompt.tokens,
-            temp=plan.temperature,
-            top_p=plan.top_p,
-            grammar=plan.grammar,
-            **plan.sampling,
-        )
+        tokens = llm.generate(plan.prompt.tokens, **plan.sampling)
         try:
             for token in tokens:
-                if is_eog(vocab, token):
-                    run.finish, run.raw_finish = "stop", "eos"
+                if is_eog(token):
+                    run.raw_finish = "eos"
                     break
                 run.completion_tokens += 1
-                pending += detokenize([token])
-                cut, stopped = _cut(pending, stops)
-                text = decoder.decode(pending[:cut], final=stopped)
-                pending = pending[cut:]
-                if lstrip and text:
-                    text = text.lstrip()
-                    lstrip = not text
-                if rstrip and text:
-                    text = held + text
-                    body = text.rstrip()
-                    held, text = text[len(body) :], body
+                text = answer.feed(detokenize([token]))
                 if text:
                     yield text
-                if stopped:
-                    run.finish, run.raw_finish = "stop", "stop"
+                if answer.stopped:
+                    run.raw_finish = "stop"
                     return
                 if run.completion_tokens >= max_tokens:
                     break
@@ -480,49 +420,57 @@ class LocalProvider(Provider):
                         provider=self.name,
                         model=plan.model,
                     )
-            text = decoder.decode(pending, final=True)
-            if lstrip:
-                text = text.lstrip()
-            text = text.rstrip() if rstrip else text
+            text = answer.end()
             if text:
-                yield (held + text) if rstrip else text
+                yield text
         finally:
             tokens.close()
 
-    def _failure(self, exc: Exception, request: ChatRequest) -> LLMOSError:
-        # Context overflows are refused before generating, so what is left is llama.cpp failing.
-        return ServerError(
-            f"llama.cpp failed: {type(exc).__name__}: {exc}",
-            provider=self.name,
-            model=request.model,
-        )
-
-    def _guard(self, request: ChatRequest, work: Callable[[], T]) -> T:
-        """Run ``work``, turning anything but an llmos error into one."""
+    @contextlib.contextmanager
+    def _errors(self, model: str) -> Iterator[None]:
+        """Turn anything but an llmos error raised inside into a ServerError."""
         try:
-            return work()
+            yield
         except LLMOSError:
             raise
         except Exception as exc:
-            raise self._failure(exc, request) from exc
+            # Context overflows are refused before generating: what is left is llama.cpp failing.
+            raise ServerError(
+                f"llama.cpp failed: {type(exc).__name__}: {exc}", provider=self.name, model=model
+            ) from exc
 
-    def _response(
-        self, request: ChatRequest, plan: _Plan, run: _Run, text: str, queued: float
-    ) -> ChatResponse:
+    @contextlib.contextmanager
+    def _generation(
+        self, request: ChatRequest, ctx: CallContext, cancel: threading.Event | None, waited: float
+    ) -> Iterator[tuple[Iterator[str], _Run]]:
+        """One generation's text pieces and its record, with the model locked (streams and whole
+        answers share it, so their texts are equal); failures become llmos errors."""
+        with self._errors(request.model):
+            loaded, plan = self._plan(request)
+            queued = waited + self._acquire(loaded, ctx, request)
+            run = _Run(prompt_tokens=len(plan.prompt.tokens), queued=queued)
+            pieces = self._decode(loaded, plan, ctx, run, cancel)
+            try:
+                yield pieces, run
+            finally:
+                pieces.close()  # stops llama.cpp's generator while the lock is still held
+                loaded.lock.release()
+
+    def _response(self, request: ChatRequest, run: _Run, text: str) -> ChatResponse:
         return ChatResponse(
             id=f"local-{uuid.uuid4().hex[:16]}",
             provider=self.name,
             model=request.model,
             target=f"{self.name}:{request.model}",
             message=AssistantMessage(content=text),
-            finish_reason=run.finish,
+            finish_reason=normalise_finish_reason(run.raw_finish),
             raw_finish_reason=run.raw_finish,
             usage=Usage(
-                prompt_tokens=len(plan.prompt.tokens),
+                prompt_tokens=run.prompt_tokens,
                 completion_tokens=run.completion_tokens,
                 source="tokenizer",
             ),
-            latency=Latency(queued_s=queued),
+            latency=Latency(queued_s=run.queued),
         )
 
     def chat(
@@ -533,18 +481,9 @@ class LocalProvider(Provider):
         waited: float = 0.0,
     ) -> ChatResponse:
         """One generation, whole. ``cancel`` stops it early; ``waited`` is queueing so far."""
-
-        def work() -> ChatResponse:
-            loaded, plan = self._plan(request)
-            queued = waited + self._acquire(loaded, ctx, request)
-            run = _Run()
-            try:
-                text = "".join(self._decode(loaded, plan, ctx, run, cancel))
-            finally:
-                loaded.lock.release()
-            return self._response(request, plan, run, text, queued)
-
-        return self._guard(request, work)
+        with self._generation(request, ctx, cancel, waited) as (pieces, run):
+            text = "".join(pieces)
+        return self._response(request, run, text)
 
     def stream(
         self,
@@ -555,19 +494,10 @@ class LocalProvider(Provider):
     ) -> Generator[StreamEvent, None, None]:
         """One generation as text deltas, then a final event with usage; the model stays locked
         until the stream ends or is closed."""
-        loaded, plan = self._guard(request, lambda: self._plan(request))
-        queued = waited + self._acquire(loaded, ctx, request)
-        run = _Run()
-        try:
-            for piece in self._decode(loaded, plan, ctx, run, cancel):
-                yield StreamEvent.model_construct(type="delta", delta=piece)
-        except LLMOSError:
-            raise
-        except Exception as exc:
-            raise self._failure(exc, request) from exc
-        finally:
-            loaded.lock.release()
-        response = self._response(request, plan, run, "", queued)
+        with self._generation(request, ctx, cancel, waited) as (pieces, run):
+            for piece in pieces:
+                yield StreamEvent(type="delta", delta=piece)
+        response = self._response(request, run, "")
         yield StreamEvent(
             type="final",
             finish_reason=response.finish_reason,
@@ -590,9 +520,7 @@ class LocalProvider(Provider):
 
     async def achat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
         """:meth:`chat` on the model's worker thread; the event loop stays free."""
-        loop = asyncio.get_running_loop()
-        cancel = threading.Event()
-        submitted = time.perf_counter()
+        loop, cancel, submitted = asyncio.get_running_loop(), threading.Event(), time.perf_counter()
 
         def work() -> ChatResponse:
             return self.chat(request, ctx, cancel, time.perf_counter() - submitted)

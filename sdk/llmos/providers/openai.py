@@ -1,9 +1,14 @@
 """OpenAI Chat Completions and Embeddings, through the official ``openai`` SDK.
 
-:class:`ChatCompletionsProvider` holds everything that speaks the Chat Completions wire format
-through the SDK (request translation, response and stream decoding, error mapping);
-:class:`OpenAIProvider` adds what is OpenAI's own: keys, organisation and project headers, model
-families and their capabilities. ``providers/compatible.py`` builds on the same base.
+:class:`ChatCompletionsProvider` sends Chat Completions through the SDK and reads the answers
+with the shared dialect code (:mod:`llmos.providers._chat_wire`); :class:`OpenAIProvider` adds
+what is OpenAI's own: keys, organisation and project headers, model families and their
+capabilities. ``providers/compatible.py`` builds on the same base.
+
+Chat calls go through the SDK's generic ``post`` (its documented way to reach any endpoint):
+the SDK still owns authentication, headers, timeouts, error answers and SSE decoding, but hands
+back plain JSON instead of building typed objects that would only be read once and dropped,
+so the one lenient parser serves OpenAI and every compatible server alike.
 
 The SDK's own retries are off (``max_retries=0``): retry.py owns retrying, so one attempt here is
 one request. The SDK is imported on first use, never when llmos is imported.
@@ -26,12 +31,14 @@ from llmos.errors import (
     LLMOSError,
     UnsupportedFeatureError,
 )
-from llmos.providers._http import error_from_response
-from llmos.providers._openai_wire import (
+from llmos.providers._chat_wire import (
     StreamState,
-    chat_response,
+    decode_json,
+    openai_response_format,
+    parse_completion,
     request_body,
 )
+from llmos.providers._http import error_from_response, payload_error, request_id_from
 from llmos.providers.base import CallContext, Capabilities, Provider, ProviderSettings
 from llmos.types import ChatRequest, ChatResponse, EmbeddingResponse, StreamEvent, Usage
 
@@ -44,6 +51,9 @@ __all__ = ["MODEL_FAMILIES", "ChatCompletionsProvider", "OpenAIProvider", "OpenA
 _log = get_logger("providers.openai")
 
 MaxTokensParam = Literal["max_tokens", "max_completion_tokens"]
+
+#: Chat Completions, relative to the base URL (what chat.completions.create posts to).
+_PATH = "/chat/completions"
 
 
 class OpenAISettings(ProviderSettings):
@@ -59,19 +69,6 @@ class OpenAISettings(ProviderSettings):
 
 
 # --------------------------------------------------------------------------- the shared base
-
-# In-stream errors carry no HTTP status; this is the status their type or code stands for.
-_STREAM_ERROR_STATUS = {
-    "invalid_request_error": 400,
-    "context_length_exceeded": 400,
-    "authentication_error": 401,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "rate_limit_exceeded": 429,
-    "requests": 429,
-    "tokens": 429,
-    "insufficient_quota": 429,
-}
 
 
 class ChatCompletionsProvider(Provider):
@@ -113,15 +110,7 @@ class ChatCompletionsProvider(Provider):
 
     def response_format_param(self, request: ChatRequest) -> dict[str, Any] | None:
         """``response_format`` as this server wants it (OpenAI's nested json_schema form)."""
-        fmt = request.response_format
-        if fmt is None:
-            return None
-        if fmt.type != "json_schema":
-            return {"type": fmt.type}
-        spec: dict[str, Any] = {"name": fmt.name or "response", "schema": fmt.json_schema or {}}
-        if fmt.strict is not None:
-            spec["strict"] = fmt.strict
-        return {"type": "json_schema", "json_schema": spec}
+        return openai_response_format(request.response_format, send_text=True)
 
     def stream_options(self) -> dict[str, Any] | None:
         """``stream_options`` for streamed calls; None sends none."""
@@ -206,48 +195,34 @@ class ChatCompletionsProvider(Provider):
         read = ctx.read_timeout()
         return httpx2.Timeout(connect=ctx.connect_timeout(), read=read, write=read, pool=read)
 
-    def _params(self, request: ChatRequest, ctx: CallContext, *, stream: bool) -> dict[str, Any]:
-        params = request_body(
+    def _body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        return request_body(
             request,
-            max_tokens_param=self.max_tokens_param,
+            max_tokens_field=self.max_tokens_param,
             response_format=self.response_format_param(request),
+            stream=stream,
+            stream_options=self.stream_options() if stream else None,
         )
-        if stream:
-            params["stream"] = True
-            options = self.stream_options()
-            if options is not None:
-                params["stream_options"] = options
-        if request.extra_body:
-            params["extra_body"] = request.extra_body
-        params["timeout"] = self._timeout(ctx)
-        return params
 
-    def _response(self, completion: Any, request: ChatRequest) -> ChatResponse:
-        try:
-            response = chat_response(
-                completion,
-                provider=self.name,
-                target=f"{self.name}:{request.model}",
-                model=request.model,
-            )
-        except LLMOSError:
-            raise
-        except Exception as exc:  # the SDK does not validate: a wrong shape fails in here
-            raise InvalidResponseError(
-                f"could not read the chat completion: {type(exc).__name__}: {exc}",
-                provider=self.name,
-                model=request.model,
-            ) from None
+    def _response(
+        self, raw: bytes, headers: Mapping[str, str], request: ChatRequest
+    ) -> ChatResponse:
+        data = decode_json(raw, provider=self.name, model=request.model, headers=headers)
+        response = parse_completion(data, provider=self.name, model=request.model, headers=headers)
         if _log.isEnabledFor(logging.DEBUG):
-            _log.debug(
-                "%s chat %s request_id=%s",
-                self.name,
-                request.model,
-                getattr(completion, "_request_id", None),
-            )
+            request_id = request_id_from(headers)
+            _log.debug("%s chat %s request_id=%s", self.name, request.model, request_id)
         return response
 
-    def error(self, exc: BaseException, model: str, request_id: str | None = None) -> LLMOSError:
+    def _final(self, request: ChatRequest, state: StreamState) -> StreamEvent:
+        if state.usage is None:
+            state.usage = self.usage_without_report(request, state)
+        # The SDK swallows [DONE], so only a finish_reason shows that the stream was complete.
+        return state.final(done=False)
+
+    def error(
+        self, exc: BaseException, model: str, headers: Mapping[str, str] | None = None
+    ) -> LLMOSError:
         """The llmos error for anything the SDK (or a malformed answer) raised."""
         import openai
 
@@ -275,89 +250,109 @@ class ChatCompletionsProvider(Provider):
         if isinstance(exc, openai.APIError) and not isinstance(
             exc, openai.APIResponseValidationError
         ):
-            return self._stream_error(exc.body, exc.message, model, request_id)
+            # An {"error": ...} event inside a stream: the SDK keeps only its error part.
+            body = exc.body
+            error: Any = body if isinstance(body, str) else {"message": exc.message}
+            if isinstance(body, Mapping):
+                error.update(body)
+            return payload_error(
+                {"error": error}, provider=self.name, model=model, headers=headers, in_stream=True
+            )
         return InvalidResponseError(
             f"could not understand the answer: {type(exc).__name__}: {exc}",
             provider=self.name,
             model=model,
-            request_id=request_id,
+            request_id=request_id_from(headers) if headers else None,
         )
-
-    def _stream_error(
-        self, body: Any, message: str, model: str, request_id: str | None
-    ) -> LLMOSError:
-        """An ``{"error": ...}`` event inside a stream, mapped like an HTTP error answer."""
-        err = dict(body) if isinstance(body, Mapping) else {"message": message}
-        err.setdefault("message", message)
-        kind = err.get("code") or err.get("type")
-        status = _STREAM_ERROR_STATUS.get(str(kind), 500)
-        headers = {"x-request-id": request_id} if request_id else {}
-        mapped = error_from_response(
-            status, headers, {"error": err}, provider=self.name, model=model
-        )
-        mapped.message = f"error inside the stream: {mapped.message}"
-        mapped.args = (mapped.message,)
-        mapped.status_code = None  # the HTTP answer itself was a 200
-        return mapped
 
     # ------------------------------------------------------------------ calls
 
+    def _options(self, ctx: CallContext) -> openai.RequestOptions:
+        # What chat.completions.create would send besides the body: the bearer key, the timeout.
+        return {"timeout": self._timeout(ctx), "security": {"bearer_auth": True}}
+
     def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
         """One chat completion."""
+        import httpx2
+
         try:
-            completion = self.sdk().chat.completions.create(
-                **self._params(request, ctx, stream=False)
+            response = self.sdk().post(
+                _PATH,
+                cast_to=httpx2.Response,
+                body=self._body(request, stream=False),
+                options=self._options(ctx),
             )
         except Exception as exc:
             raise self.error(exc, request.model) from None
-        return self._response(completion, request)
+        return self._response(response.content, response.headers, request)
 
     async def achat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
         """Async twin of :meth:`chat`."""
+        import httpx2
+
         try:
-            completion = await self.async_sdk().chat.completions.create(
-                **self._params(request, ctx, stream=False)
+            response = await self.async_sdk().post(
+                _PATH,
+                cast_to=httpx2.Response,
+                body=self._body(request, stream=False),
+                options=self._options(ctx),
             )
         except Exception as exc:
             raise self.error(exc, request.model) from None
-        return self._response(completion, request)
+        return self._response(response.content, response.headers, request)
 
     def stream(self, request: ChatRequest, ctx: CallContext) -> Iterator[StreamEvent]:
         """One streamed chat completion: content events, then one final event."""
+        import openai
+
         try:
-            chunks = self.sdk().chat.completions.create(**self._params(request, ctx, stream=True))
+            chunks = self.sdk().post(
+                _PATH,
+                cast_to=object,
+                body=self._body(request, stream=True),
+                options=self._options(ctx),
+                stream=True,
+                stream_cls=openai.Stream[object],
+            )
         except Exception as exc:
             raise self.error(exc, request.model) from None
-        state = StreamState(self.name, request.model)
-        request_id = chunks.response.headers.get("x-request-id")
+        headers = chunks.response.headers
+        state = StreamState(self.name, request.model, headers)
         try:
             for chunk in chunks:
                 yield from state.feed(chunk)
         except Exception as exc:
-            raise self.error(exc, request.model, request_id) from None
+            raise self.error(exc, request.model, headers) from None
         finally:
             chunks.close()
-        yield state.final(lambda: self.usage_without_report(request, state), request_id)
+        yield self._final(request, state)
 
     async def astream(self, request: ChatRequest, ctx: CallContext) -> AsyncIterator[StreamEvent]:
         """Async twin of :meth:`stream`."""
+        import openai
+
         try:
-            chunks = await self.async_sdk().chat.completions.create(
-                **self._params(request, ctx, stream=True)
+            chunks = await self.async_sdk().post(
+                _PATH,
+                cast_to=object,
+                body=self._body(request, stream=True),
+                options=self._options(ctx),
+                stream=True,
+                stream_cls=openai.AsyncStream[object],
             )
         except Exception as exc:
             raise self.error(exc, request.model) from None
-        state = StreamState(self.name, request.model)
-        request_id = chunks.response.headers.get("x-request-id")
+        headers = chunks.response.headers
+        state = StreamState(self.name, request.model, headers)
         try:
             async for chunk in chunks:
                 for event in state.feed(chunk):
                     yield event
         except Exception as exc:
-            raise self.error(exc, request.model, request_id) from None
+            raise self.error(exc, request.model, headers) from None
         finally:
             await chunks.close()
-        yield state.final(lambda: self.usage_without_report(request, state), request_id)
+        yield self._final(request, state)
 
     def _check_embeddings(self, model: str) -> None:
         if not self.capabilities(model).embeddings:
