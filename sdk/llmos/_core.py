@@ -20,7 +20,6 @@ from typing import Any, TypedDict
 from pydantic import BaseModel, ValidationError
 
 from llmos.errors import (
-    APITimeoutError,
     BudgetExceededError,
     ConfigurationError,
     InvalidRequestError,
@@ -30,10 +29,10 @@ from llmos.messages import MessagesInput, ResponseFormatInput, build_request
 from llmos.pricing import Budget, Pricing, Reservation, SpendLedger
 from llmos.providers.base import CallContext, Provider, ProviderSettings
 from llmos.providers.registry import ProviderRegistry
-from llmos.ratelimit import RateLimiter
+from llmos.ratelimit import ClientRateLimitError, RateLimiter
 from llmos.retry import AttemptHook, Clock, RetryPolicy
 from llmos.routing import CircuitBreaker, Router, Target, dedupe_chain, parse_target
-from llmos.timeouts import Deadline, Timeout, TimeoutInput, to_timeout
+from llmos.timeouts import Deadline, DeadlineExceededError, Timeout, TimeoutInput, to_timeout
 from llmos.types import (
     Attempt,
     ChatRequest,
@@ -189,7 +188,9 @@ class Core:
             s = provider.settings
             limiter = None
             if s.requests_per_minute or s.tokens_per_minute:
-                limiter = RateLimiter(s.requests_per_minute, s.tokens_per_minute, self.clock)
+                limiter = RateLimiter(
+                    s.requests_per_minute, s.tokens_per_minute, self.clock, name=provider.name
+                )
             with self._lock:
                 self._limiters.setdefault(provider.name, limiter)
         return self._limiters[provider.name]
@@ -266,27 +267,51 @@ class Core:
     def check_deadline(self, call: Call, provider: str, model: str) -> None:
         """Stop a stream whose call has outlived its deadline."""
         if call.deadline.expired():
-            raise APITimeoutError(
-                "the call's deadline passed while streaming; raise timeout.total or "
-                "RetryPolicy.deadline to allow longer answers",
+            raise DeadlineExceededError(
+                f"the call's deadline of {_total(call)} s passed while streaming; raise "
+                "timeout.total or RetryPolicy.deadline to allow longer answers",
                 provider=provider,
                 model=model,
             )
 
-    def context(self, call: Call, provider: Provider | None = None) -> CallContext:
+    def context(
+        self, call: Call, provider: Provider | None = None, model: str | None = None
+    ) -> CallContext:
         """The timeouts one attempt runs under; raises once the call's deadline has passed.
 
         Connect and read timeouts come from the call, else the provider's settings, else the
         client; the total (the deadline) from the call or the client.
         """
         if call.deadline.expired():
-            raise APITimeoutError(
-                f"the call's deadline of {call.timeout.total or call.retry.deadline} s has passed"
+            name = provider.name if provider is not None else None
+            raise DeadlineExceededError(
+                f"the call's deadline of {_total(call)} s passed before this attempt; nothing "
+                "was sent. Raise timeout.total or RetryPolicy.deadline to allow longer calls",
+                provider=name,
+                model=model,
             )
         timeout = call.timeout
         if not call.timeout_given and provider is not None and provider.settings.timeout:
             timeout = provider.settings.timeout
         return CallContext(timeout=timeout, deadline=call.deadline)
+
+    def throttle(self, call: Call, provider: Provider, tokens: int) -> float:
+        """Wait for the provider's client-side rate limit, if it has one; once per attempt.
+
+        A wait that would outlive the call's deadline is refused at once (ClientRateLimitError),
+        so the call can fall back instead of sleeping past its deadline.
+        """
+        limiter = self.limiter(provider)
+        if limiter is None:
+            return 0.0
+        return limiter.acquire(tokens, max_wait=call.deadline.remaining())
+
+    async def athrottle(self, call: Call, provider: Provider, tokens: int) -> float:
+        """Async twin of :meth:`throttle`."""
+        limiter = self.limiter(provider)
+        if limiter is None:
+            return 0.0
+        return await limiter.aacquire(tokens, max_wait=call.deadline.remaining())
 
     # ------------------------------------------------------------------ money
 
@@ -336,6 +361,10 @@ class Core:
         chars = sum(len(getattr(m, "content", None) or "") for m in request.messages)
         return chars // 3 + (request.max_tokens or 256)
 
+    def embedding_tokens(self, inputs: Sequence[str]) -> int:
+        """The same guess for an embedding call's inputs."""
+        return sum(len(item) for item in inputs) // 3 + 1
+
     # ------------------------------------------------------------------ attempts and results
 
     def attempt_hook(self, attempts: list[Attempt], target: Target) -> AttemptHook:
@@ -354,6 +383,8 @@ class Core:
                     message=None if error is None else str(getattr(error, "message", error)),
                     waited_s=waited,
                     duration_s=duration,
+                    # Refused before sending (deadline passed, rate limit too far off).
+                    skipped=isinstance(error, (DeadlineExceededError, ClientRateLimitError)),
                 )
             )
 
@@ -416,6 +447,11 @@ def _parse_output(model: type[BaseModel], text: str) -> dict[str, Any]:
         return {"parsed": model.model_validate_json(text), "parse_error": None}
     except ValidationError as exc:
         return {"parsed": None, "parse_error": f"output does not match {model.__name__}: {exc}"}
+
+
+def _total(call: Call) -> str:
+    totals = [t for t in (call.timeout.total, call.retry.deadline) if t is not None]
+    return f"{min(totals):g}" if totals else "?"
 
 
 def failure_note(error: LLMOSError) -> str:

@@ -13,7 +13,7 @@ import re
 import threading
 from typing import Any
 
-__all__ = ["MASK", "RedactingFilter", "Secret", "redact", "remember_secret"]
+__all__ = ["MASK", "RedactingFilter", "Secret", "redact", "redact_data", "remember_secret"]
 
 MASK = "***"
 
@@ -83,6 +83,20 @@ def redact(text: str) -> str:
     if pattern is not None:
         text = pattern.sub(MASK, text)
     return _shape_pattern.sub(MASK, text)
+
+
+def redact_data(value: Any) -> Any:
+    """A copy of parsed JSON (dicts, lists, strings) with every string passed through redact.
+
+    Error bodies are kept on exceptions for callers to inspect; servers echo keys back in them.
+    """
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact_data(k): redact_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(redact_data(v) for v in value)
+    return value
 
 
 class RedactingFilter(logging.Filter):

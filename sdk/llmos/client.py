@@ -17,7 +17,13 @@ from llmos.messages import MessagesInput
 from llmos.pricing import Reservation
 from llmos.providers.base import Provider, ProviderSettings
 from llmos.retry import Clock, RetryPolicy, acall_with_retries, call_with_retries
-from llmos.routing import CircuitBreaker, Target, counts_against_health, parse_target
+from llmos.routing import (
+    CircuitBreaker,
+    Target,
+    counts_against_health,
+    parse_target,
+    scrub_context,
+)
 from llmos.streaming import AsyncChatStream, ChatStream, StreamAssembler
 from llmos.timeouts import TimeoutInput
 from llmos.types import (
@@ -141,12 +147,15 @@ class Client(_Base):
         def on_target(target: Target, attempts: list[Attempt]) -> ChatResponse:
             provider, request = core.target_request(call, target, stream=False)
             reservation = core.reserve(call, target, provider, request)
+            tokens = core.rate_tokens(request)
+
+            def attempt() -> ChatResponse:
+                core.throttle(call, provider, tokens)  # every request counts, retries too
+                return provider.chat(request, core.context(call, provider, request.model))
+
             try:
-                limiter = core.limiter(provider)
-                if limiter is not None:
-                    limiter.acquire(core.rate_tokens(request))
                 response = call_with_retries(
-                    lambda: provider.chat(request, core.context(call, provider)),
+                    attempt,
                     call.retry,
                     deadline=call.deadline,
                     clock=core.clock,
@@ -172,9 +181,11 @@ class Client(_Base):
         core = self._core
         provider, request = core.target_request(call, target, stream=True)
         reservation = core.reserve(call, target, provider, request)
+        tokens = core.rate_tokens(request)
 
         def once() -> tuple[StreamEvent, Iterator[StreamEvent]]:
-            events = provider.stream(request, core.context(call, provider))
+            core.throttle(call, provider, tokens)
+            events = provider.stream(request, core.context(call, provider, request.model))
             try:
                 return next(events), events
             except StopIteration:
@@ -186,9 +197,6 @@ class Client(_Base):
                 raise
 
         try:
-            limiter = core.limiter(provider)
-            if limiter is not None:
-                limiter.acquire(core.rate_tokens(request))
             first, events = call_with_retries(
                 once,
                 call.retry,
@@ -246,6 +254,7 @@ class Client(_Base):
             if counts_against_health(error):
                 core.breaker.record_failure(str(target), error)
             error.attempts = list(call.attempts)
+            scrub_context(error)
             raise
         finally:
             _close(events)
@@ -269,8 +278,14 @@ class Client(_Base):
 
         def on_target(target: Target, attempts: list[Attempt]) -> EmbeddingResponse:
             provider = core.provider(target.provider)
+            tokens = core.embedding_tokens(items)
+
+            def attempt() -> EmbeddingResponse:
+                core.throttle(call, provider, tokens)
+                return provider.embed(target.model, items, core.context(call, provider))
+
             return call_with_retries(
-                lambda: provider.embed(target.model, items, core.context(call, provider)),
+                attempt,
                 call.retry,
                 deadline=call.deadline,
                 clock=core.clock,
@@ -316,12 +331,15 @@ class AsyncClient(_Base):
         async def on_target(target: Target, attempts: list[Attempt]) -> ChatResponse:
             provider, request = core.target_request(call, target, stream=False)
             reservation = core.reserve(call, target, provider, request)
+            tokens = core.rate_tokens(request)
+
+            async def attempt() -> ChatResponse:
+                await core.athrottle(call, provider, tokens)
+                return await provider.achat(request, core.context(call, provider, request.model))
+
             try:
-                limiter = core.limiter(provider)
-                if limiter is not None:
-                    await limiter.aacquire(core.rate_tokens(request))
                 response = await acall_with_retries(
-                    lambda: provider.achat(request, core.context(call, provider)),
+                    attempt,
                     call.retry,
                     deadline=call.deadline,
                     clock=core.clock,
@@ -347,9 +365,11 @@ class AsyncClient(_Base):
         core = self._core
         provider, request = core.target_request(call, target, stream=True)
         reservation = core.reserve(call, target, provider, request)
+        tokens = core.rate_tokens(request)
 
         async def once() -> tuple[StreamEvent, AsyncIterator[StreamEvent]]:
-            events = provider.astream(request, core.context(call, provider))
+            await core.athrottle(call, provider, tokens)
+            events = provider.astream(request, core.context(call, provider, request.model))
             try:
                 return await events.__anext__(), events
             except StopAsyncIteration:
@@ -361,9 +381,6 @@ class AsyncClient(_Base):
                 raise
 
         try:
-            limiter = core.limiter(provider)
-            if limiter is not None:
-                await limiter.aacquire(core.rate_tokens(request))
             first, events = await acall_with_retries(
                 once,
                 call.retry,
@@ -425,6 +442,7 @@ class AsyncClient(_Base):
             if counts_against_health(error):
                 core.breaker.record_failure(str(target), error)
             error.attempts = list(call.attempts)
+            scrub_context(error)
             raise
         finally:
             await _aclose(events)
@@ -448,8 +466,14 @@ class AsyncClient(_Base):
 
         async def on_target(target: Target, attempts: list[Attempt]) -> EmbeddingResponse:
             provider = core.provider(target.provider)
+            tokens = core.embedding_tokens(items)
+
+            async def attempt() -> EmbeddingResponse:
+                await core.athrottle(call, provider, tokens)
+                return await provider.aembed(target.model, items, core.context(call, provider))
+
             return await acall_with_retries(
-                lambda: provider.aembed(target.model, items, core.context(call, provider)),
+                attempt,
                 call.retry,
                 deadline=call.deadline,
                 clock=core.clock,

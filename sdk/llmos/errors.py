@@ -9,18 +9,22 @@ Every error llmos raises is an ``LLMOSError``::
     │   ├── ContextLengthError      prompt + max_tokens do not fit the model's context window
     │   └── UnsupportedFeatureError the target lacks a capability the request asks for
     ├── BudgetExceededError         the call's worst-case cost exceeds what the budget has left
+    ├── CircuitOpenError            the target failed too often lately and is skipped for now
     ├── APIError                    a provider answered with an error, or could not be reached
     │   ├── AuthenticationError     401
     │   ├── PermissionDeniedError   403
     │   ├── NotFoundError           404
     │   ├── ConflictError           409 (retried)
     │   ├── RateLimitError          429 (retried; ``retry_after`` in seconds when the provider said)
+    │   │   └── ClientRateLimitError  this client's own rate limit would outlive the deadline
     │   ├── QuotaExceededError      429 insufficient_quota and friends (never retried)
     │   ├── ContentFilterError      the provider refused the content
     │   ├── ServerError             5xx (retried)
+    │   │   └── ModelLoadingError   Hugging Face 503 "model is loading" (retry_after = estimate)
     │   ├── InvalidResponseError    the provider's answer could not be understood (HTML, bad JSON)
     │   └── APIConnectionError      the network failed (retried)
-    │       └── APITimeoutError     a connect, read or total timeout (retried)
+    │       └── APITimeoutError     a connect or read timeout (retried)
+    │           └── DeadlineExceededError  the call's total deadline passed (not retried)
     └── AllProvidersFailedError     every target of a fallback chain failed; ``attempts`` says how
 
 Provider errors carry ``provider``, ``model``, ``status_code``, ``request_id``, ``provider_code``
@@ -43,14 +47,18 @@ __all__ = [
     "AllProvidersFailedError",
     "AuthenticationError",
     "BudgetExceededError",
+    "CircuitOpenError",
+    "ClientRateLimitError",
     "ConfigurationError",
     "ConflictError",
     "ContentFilterError",
     "ContextLengthError",
+    "DeadlineExceededError",
     "InvalidRequestError",
     "InvalidResponseError",
     "LLMOSError",
     "MissingAPIKeyError",
+    "ModelLoadingError",
     "NotFoundError",
     "PermissionDeniedError",
     "QuotaExceededError",
@@ -79,7 +87,7 @@ class LLMOSError(Exception):
         should_retry: bool | None = None,
         body: Any = None,
     ) -> None:
-        from llmos._secrets import redact
+        from llmos._secrets import redact, redact_data
 
         self.message = redact(message)
         self.provider = provider
@@ -91,7 +99,8 @@ class LLMOSError(Exception):
             self.retryable = retryable
         #: The provider's ``x-should-retry`` verdict, which overrides ``retryable`` when set.
         self.should_retry = should_retry
-        self.body = body
+        #: The provider's error body (parsed JSON when it was JSON), keys scrubbed.
+        self.body = redact_data(body) if body is not None else None
         #: The attempts that led to this error, when it came out of a client call.
         self.attempts: list[Attempt] = []
         super().__init__(self.message)
@@ -200,6 +209,16 @@ class RateLimitError(APIError):
     retryable = True
 
 
+class ClientRateLimitError(RateLimitError):
+    """This client's own rate limit would make the call wait past its deadline; nothing was sent.
+
+    ``retry_after`` is the wait that was refused. Like a 429 it moves a fallback chain on, but
+    it says nothing about the provider's health and is not retried on the same target.
+    """
+
+    retryable = False
+
+
 class QuotaExceededError(APIError):
     """The account's quota or credit is exhausted; waiting will not help, so it is not retried."""
 
@@ -228,6 +247,34 @@ class APIConnectionError(APIError):
 
 class APITimeoutError(APIConnectionError):
     """A connect, read or total timeout expired; retried while the deadline allows."""
+
+
+class DeadlineExceededError(APITimeoutError):
+    """The call's own deadline (``timeout.total`` or ``RetryPolicy.deadline``) has passed.
+
+    Raised instead of sending anything more, so it is neither retried nor fallen back from,
+    and it never counts against a target's health: the time ran out, the target did not fail.
+    """
+
+    retryable = False
+
+
+class CircuitOpenError(LLMOSError):
+    """The target failed too often lately and is skipped until its cool-down ends."""
+
+    retryable = False
+
+
+class ModelLoadingError(ServerError):
+    """The model is still loading (Hugging Face 503 with ``estimated_time``).
+
+    Retried after ``retry_after`` (the estimate) when it fits ``RetryPolicy.max_retry_after`` and
+    the call's deadline; otherwise the message says how long the model needs.
+    """
+
+    def __init__(self, message: str, *, estimated_time: float | None = None, **kwargs: Any):
+        super().__init__(message, retry_after=estimated_time, **kwargs)
+        self.estimated_time = estimated_time
 
 
 class AllProvidersFailedError(LLMOSError):

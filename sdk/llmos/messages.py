@@ -108,7 +108,10 @@ def _message(raw: Any, index: int) -> Message:
             field=f"{where}.role",
         )
     known = {"role", "content", "name", "tool_calls", "tool_call_id"}
-    unknown = sorted(set(raw) - known - {"refusal", "annotations", "audio", "function_call"})
+    ignored = {"refusal", "annotations", "audio", "function_call"}
+    unknown = sorted(  # key=repr: a dict's keys need not be strings, nor comparable
+        (k for k in raw if k not in known and k not in ignored), key=repr
+    )
     if unknown:
         raise InvalidRequestError(
             f"{where}: unknown field {unknown[0]!r} for a {role} message",
@@ -124,10 +127,8 @@ def _message(raw: Any, index: int) -> Message:
         return SystemMessage(content=text, name=name)
     if role == "assistant":
         content = raw.get("content")
-        calls = [
-            _tool_call(c, f"{where}.tool_calls[{i}]")
-            for i, c in enumerate(raw.get("tool_calls") or [])
-        ]
+        listed = _listed(raw.get("tool_calls"), f"{where}.tool_calls", "a list of tool calls")
+        calls = [_tool_call(c, f"{where}.tool_calls[{i}]") for i, c in enumerate(listed or [])]
         if content is None and not calls:
             raise InvalidRequestError(
                 f"{where}: an assistant message needs content or tool_calls",
@@ -150,6 +151,13 @@ def _message(raw: Any, index: int) -> Message:
     )
 
 
+def _checked_message(raw: Any, index: int) -> Message:
+    try:
+        return _message(raw, index)
+    except ValidationError as exc:  # a field of the right name but the wrong type
+        raise _from_validation(exc, prefix=f"messages[{index}]") from None
+
+
 def coerce_messages(messages: MessagesInput) -> list[Message]:
     """Messages from a prompt string or a list of dicts/Message objects, checked one by one."""
     if isinstance(messages, str):
@@ -165,7 +173,7 @@ def coerce_messages(messages: MessagesInput) -> list[Message]:
         raise InvalidRequestError(
             "messages is empty: pass a prompt string or at least one message", field="messages"
         )
-    result = [_message(raw, i) for i, raw in enumerate(messages)]
+    result = [_checked_message(raw, i) for i, raw in enumerate(messages)]
     _check_tool_flow(result)
     return result
 
@@ -253,6 +261,13 @@ def _tool_choice(value: Any, tools: list[Tool] | None) -> ToolChoice | None:
 
 def coerce_response_format(value: ResponseFormatInput) -> ResponseFormat | None:
     """A ResponseFormat from a pydantic class, an OpenAI dict, a bare JSON schema, or "json"."""
+    try:
+        return _response_format(value)
+    except ValidationError as exc:
+        raise _from_validation(exc, prefix="response_format") from None
+
+
+def _response_format(value: ResponseFormatInput) -> ResponseFormat | None:
     if value is None or isinstance(value, ResponseFormat):
         return value
     if isinstance(value, type) and issubclass(value, BaseModel):
@@ -303,6 +318,15 @@ def _from_validation(exc: ValidationError, prefix: str = "") -> InvalidRequestEr
     return InvalidRequestError(f"{field}: {err['msg']}{shown}", field=field)
 
 
+def _listed(value: Any, name: str, shape: str) -> list[Any] | None:
+    """``value`` as a list, or an InvalidRequestError when it is not a list-like of items."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
+        raise InvalidRequestError(f"{name} must be {shape}, got {type(value).__name__}", field=name)
+    return list(value)
+
+
 def build_request(
     model: str,
     messages: MessagesInput,
@@ -325,10 +349,12 @@ def build_request(
     tool_list = coerce_tools(tools)
     choice = _tool_choice(tool_choice, tool_list)
     fmt = coerce_response_format(response_format)
-    stops = [stop] if isinstance(stop, str) else (list(stop) if stop is not None else None)
-    docs = None
-    if documents is not None:
-        docs = [Document(content=d) if isinstance(d, str) else d for d in documents]
+    stops = (
+        [stop] if isinstance(stop, str) else _listed(stop, "stop", "a string or a list of strings")
+    )
+    docs = _listed(documents, "documents", "a list of strings, dicts or llmos.Document")
+    if docs is not None:
+        docs = [Document(content=d) if isinstance(d, str) else d for d in docs]
     if top_logprobs is not None and not logprobs:
         logprobs = True
     if extra_body is not None and not isinstance(extra_body, Mapping):

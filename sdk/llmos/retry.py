@@ -11,6 +11,7 @@ always off, so one setting of ``max_attempts`` means exactly that many requests 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -71,14 +72,19 @@ class RetryPolicy:
                 "RetryPolicy.max_attempts must be at least 1 (1 means no retry), "
                 f"got {self.max_attempts}"
             )
+        # Written as "not (valid)" so that NaN, which fails every comparison, is refused too.
         for name in ("initial_delay", "max_delay", "max_retry_after"):
-            if getattr(self, name) < 0:
-                raise ConfigurationError(f"RetryPolicy.{name} must not be negative")
-        if self.multiplier < 1:
-            raise ConfigurationError("RetryPolicy.multiplier must be at least 1")
-        if not 0 <= self.jitter <= 1:
+            if not _number(getattr(self, name)) >= 0:
+                raise ConfigurationError(
+                    f"RetryPolicy.{name} must be a number of seconds, zero or more"
+                )
+        if not math.isfinite(_number(self.initial_delay)):
+            raise ConfigurationError("RetryPolicy.initial_delay must be a finite number")
+        if not (1 <= _number(self.multiplier) < math.inf):
+            raise ConfigurationError("RetryPolicy.multiplier must be a finite number, 1 or more")
+        if not 0 <= _number(self.jitter) <= 1:
             raise ConfigurationError("RetryPolicy.jitter must be between 0 and 1")
-        if self.deadline is not None and self.deadline <= 0:
+        if self.deadline is not None and not _number(self.deadline) > 0:
             raise ConfigurationError("RetryPolicy.deadline must be a positive number of seconds")
 
     @classmethod
@@ -96,7 +102,11 @@ class RetryPolicy:
 
     def backoff(self, retry_number: int, rand: Callable[[], float] = random.random) -> float:
         """The wait before retry ``retry_number`` (1-based) when the provider gave none."""
-        base = min(self.initial_delay * self.multiplier ** (retry_number - 1), self.max_delay)
+        try:
+            growth = self.multiplier ** (retry_number - 1)
+        except OverflowError:  # a huge multiplier: the cap applies anyway
+            growth = math.inf
+        base = min(self.initial_delay * growth, self.max_delay) if self.initial_delay else 0.0
         return base * (1 - self.jitter * rand())
 
     def wait_for(self, error: BaseException, retry_number: int) -> float | None:
@@ -109,6 +119,13 @@ class RetryPolicy:
                 return None
             return float(retry_after)
         return self.backoff(retry_number)
+
+
+def _number(value: object) -> float:
+    """``value`` as a float for validation; NaN (refused by every check) when it is not a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return math.nan
+    return float(value)
 
 
 AttemptHook = Callable[[int, float, "BaseException | None", float], None]

@@ -8,10 +8,20 @@ when it is not the caller's fault:
   answers, a missing or rejected key, an open circuit, a budget that this target's price would
   exceed, and a context-length error (the next target's window may be larger);
 * raises at once: invalid requests, unknown models (404), content refusals, and configuration
-  errors other than a missing key.
+  errors other than a missing key (an insecure base_url included);
+* ends the chain: the call's own deadline passing (DeadlineExceededError). Targets not yet tried
+  are not tried, and nothing is counted against them.
 
-With a single target its own error is raised; with several, AllProvidersFailedError lists every
-error and attempt. Streams may fall back only before their first content event.
+A context-length error moves on but is not retried on the same target (the same prompt cannot
+fit the same window), and it does not count against the target's health: the request was too
+long, the target did nothing wrong. With a single target its own error is raised; with several,
+AllProvidersFailedError lists every error and attempt. Streams may fall back only before their
+first content event.
+
+The circuit breaker counts a call's failure once per target, after its retries, and only for
+failures that say the target is unwell (connection, timeout, 429, quota, 5xx, unreadable
+answers, a rejected key); the caller's errors, missing keys, budgets, context-length errors,
+the call's deadline and the client's own rate limit never open a circuit.
 """
 
 from __future__ import annotations
@@ -27,8 +37,11 @@ from llmos.errors import (
     APIConnectionError,
     AuthenticationError,
     BudgetExceededError,
+    CircuitOpenError,
+    ClientRateLimitError,
     ConfigurationError,
     ContextLengthError,
+    DeadlineExceededError,
     InvalidRequestError,
     InvalidResponseError,
     LLMOSError,
@@ -50,6 +63,7 @@ __all__ = [
     "Target",
     "is_fallback_worthy",
     "parse_target",
+    "scrub_context",
 ]
 
 log = get_logger("routing")
@@ -97,14 +111,10 @@ def parse_target(value: object, *, field: str = "model") -> Target:
     return Target(provider.strip(), model.strip())
 
 
-class CircuitOpenError(LLMOSError):
-    """The target failed too often lately and is skipped until its cool-down ends."""
-
-    retryable = False
-
-
 def is_fallback_worthy(error: BaseException) -> bool:
     """Whether a failure of one target should move the call on to the next."""
+    if isinstance(error, DeadlineExceededError):
+        return False  # no time is left for any target
     if isinstance(error, (ContextLengthError, MissingAPIKeyError, BudgetExceededError)):
         return True
     if isinstance(error, CircuitOpenError):
@@ -128,7 +138,15 @@ def is_fallback_worthy(error: BaseException) -> bool:
 def counts_against_health(error: BaseException) -> bool:
     """Whether a failure says the target itself is unwell (not the caller, budget or config)."""
     if isinstance(
-        error, (InvalidRequestError, ConfigurationError, BudgetExceededError, CircuitOpenError)
+        error,
+        (
+            InvalidRequestError,
+            ConfigurationError,
+            BudgetExceededError,
+            CircuitOpenError,
+            DeadlineExceededError,
+            ClientRateLimitError,
+        ),
     ):
         return False
     return is_fallback_worthy(error)
@@ -196,17 +214,18 @@ class CircuitBreaker:
             state = self._states.setdefault(target, BreakerState())
             state.consecutive_failures += 1
             state.last_error = type(error).__name__
+            if state.status == "open":
+                return  # a call already in flight when it opened: the cool-down stands
             state.probing = False
             if state.status == "half_open" or state.consecutive_failures >= self.failure_threshold:
-                if state.status != "open":
-                    log.warning(
-                        "circuit open for %s after %d consecutive failures (last: %s); "
-                        "skipping it for %.0f s",
-                        target,
-                        state.consecutive_failures,
-                        state.last_error,
-                        self.cooldown,
-                    )
+                log.warning(
+                    "circuit open for %s after %d consecutive failures (last: %s); "
+                    "skipping it for %.0f s",
+                    target,
+                    state.consecutive_failures,
+                    state.last_error,
+                    self.cooldown,
+                )
                 state.status = "open"
                 state.opened_at = self._clock.monotonic()
 
@@ -279,10 +298,16 @@ class Router:
         if len(chain) == 1 and errors:
             error = errors[-1]
             error.attempts = attempts
-            return error
+            return scrub_context(error)
         names = ", ".join(str(t) for t in chain)
+        message = f"all {len(chain)} targets failed ({names})"
+        if errors and isinstance(errors[-1], DeadlineExceededError) and len(errors) < len(chain):
+            message = (
+                f"the call's deadline passed after {len(errors) - 1} of {len(chain)} targets "
+                f"failed ({names})"
+            )
         return AllProvidersFailedError(
-            f"all {len(chain)} targets failed ({names})", errors=errors, attempts=attempts
+            message, errors=[scrub_context(e) for e in errors], attempts=attempts
         )
 
     def _handle(
@@ -314,11 +339,13 @@ class Router:
                 )
             )
         errors.append(error)
+        if isinstance(error, DeadlineExceededError):
+            raise self._failed(chain, errors, attempts) from None
         # A fallback that cannot serve this request is passed over; the primary raises.
         passed_over = isinstance(error, UnsupportedFeatureError) and index > 0
         if not passed_over and not is_fallback_worthy(error):
             error.attempts = attempts
-            raise error
+            raise scrub_context(error)
 
     def run(
         self, chain: list[Target], call: TargetCall[T], attempts: list[Attempt] | None = None
@@ -364,6 +391,18 @@ class Router:
             self.breaker.record_success(str(target))
             return result
         raise self._failed(chain, errors, attempts)
+
+
+def scrub_context(error: LLMOSError) -> LLMOSError:
+    """``error`` without the hidden exception it replaced (``raise ... from None``).
+
+    Providers translate SDK and httpx errors with ``from None``; the original still hangs on
+    ``__context__``, holding request objects whose headers carry the API key. Tracebacks never
+    show a suppressed context, so dropping it loses nothing a user could see.
+    """
+    if error.__suppress_context__:
+        error.__context__ = None
+    return error
 
 
 def dedupe_chain(

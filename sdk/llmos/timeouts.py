@@ -1,13 +1,21 @@
-"""Timeouts and deadlines: connect, read and total, so that no call outlives what it was given."""
+"""Timeouts and deadlines: connect, read and total, so that no call outlives what it was given.
+
+Every attempt's connect and read timeouts are cut to what the call's deadline leaves, so the
+deadline bounds retries, backoff waits, rate-limit waits and fallbacks together. Once it has
+passed, nothing more is sent: the call ends with :class:`DeadlineExceededError`.
+"""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Union
 
-__all__ = ["Deadline", "Timeout", "TimeoutInput", "to_timeout"]
+from llmos.errors import DeadlineExceededError
+
+__all__ = ["Deadline", "DeadlineExceededError", "Timeout", "TimeoutInput", "to_timeout"]
 
 
 @dataclass(frozen=True)
@@ -24,11 +32,15 @@ class Timeout:
     def __post_init__(self) -> None:
         for name in ("connect", "read", "total"):
             value = getattr(self, name)
-            if value is not None and value <= 0:
+            if value is None and name == "total":
+                continue
+            # "not (0 < value < inf)" refuses NaN too; an infinite socket timeout overflows.
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or not 0 < value < math.inf:
                 from llmos.errors import ConfigurationError
 
                 raise ConfigurationError(
-                    f"timeout.{name} must be a positive number of seconds, got {value!r}"
+                    f"timeout.{name} must be a positive, finite number of seconds, got {value!r}"
                 )
 
 

@@ -1,0 +1,1 @@
+"""Reliability end to end: retries, deadlines, fallbacks, circuit breaker, rate limits, secrets."""
