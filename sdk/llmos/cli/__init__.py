@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, str] = {
     "chat": "llmos.cli.chat",
     "models": "llmos.cli.models",
     "cost": "llmos.cli.cost",
+    "compare": "llmos.cli.compare",
 }
 
 

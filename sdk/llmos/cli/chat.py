@@ -41,7 +41,7 @@ def _read_prompt(args: argparse.Namespace) -> str:
     if prompt is None or prompt == "-":
         if sys.stdin is None or (prompt is None and sys.stdin.isatty()):
             raise InvalidRequestError(
-                "no prompt: pass it as an argument, e.g. llmos chat \"Hello\", or pipe it in",
+                'no prompt: pass it as an argument, e.g. llmos chat "Hello", or pipe it in',
                 field="prompt",
             )
         prompt = sys.stdin.read()
