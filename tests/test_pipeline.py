@@ -117,8 +117,10 @@ def provider(client: Client, name: str) -> ScriptedProvider:
 def test_retries_retryable_errors_then_answers_and_records_attempts() -> None:
     clock = FakeClock()
     client = make_client("a", clock=clock, retry=RetryPolicy(max_attempts=3, jitter=0))
-    provider(client, "a").script = [ServerError("boom", status_code=503), RateLimitError(
-        "slow down", status_code=429, retry_after=2.0)]
+    provider(client, "a").script = [
+        ServerError("boom", status_code=503),
+        RateLimitError("slow down", status_code=429, retry_after=2.0),
+    ]
     response = client.chat("a:m", "hi")
     assert response.text == "ok from a"
     assert provider(client, "a").calls == 3
@@ -154,7 +156,10 @@ def test_fallback_moves_on_and_names_the_serving_target() -> None:
     response = client.chat("a:m", "hi")
     assert response.target == "b:m2" and response.provider == "b"
     assert [(a.target, a.ok) for a in response.attempts] == [
-        ("a:m", False), ("a:m", False), ("b:m2", True)]
+        ("a:m", False),
+        ("a:m", False),
+        ("b:m2", True),
+    ]
 
 
 def test_all_targets_failing_lists_every_error_and_attempt() -> None:
@@ -170,8 +175,9 @@ def test_all_targets_failing_lists_every_error_and_attempt() -> None:
 def test_circuit_opens_after_repeated_failures_then_probes_once() -> None:
     clock = FakeClock()
     breaker = CircuitBreaker(failure_threshold=2, cooldown=30, clock=clock)
-    client = make_client("a", "b", clock=clock, circuit_breaker=breaker,
-                         fallbacks=["b:m"], retry=RetryPolicy.none())
+    client = make_client(
+        "a", "b", clock=clock, circuit_breaker=breaker, fallbacks=["b:m"], retry=RetryPolicy.none()
+    )
     a = provider(client, "a")
     a.script = [ServerError("x")] * 2
     client.chat("a:m", "hi")
@@ -196,8 +202,9 @@ def test_unsupported_feature_raises_on_primary_and_passes_over_fallbacks() -> No
 
 def test_deadline_stops_retries_with_the_real_error() -> None:
     clock = FakeClock()
-    client = make_client("a", clock=clock,
-                         retry=RetryPolicy(max_attempts=10, initial_delay=4, jitter=0, deadline=5))
+    client = make_client(
+        "a", clock=clock, retry=RetryPolicy(max_attempts=10, initial_delay=4, jitter=0, deadline=5)
+    )
     provider(client, "a").script = [ServerError("x")] * 10
     with pytest.raises(ServerError):
         client.chat("a:m", "hi")
@@ -231,8 +238,7 @@ def test_stream_falls_back_before_first_content_only() -> None:
 
 def test_rate_limit_waits_on_the_clock() -> None:
     clock = FakeClock()
-    client = Client(clock=clock, env={},
-                    providers={"a": {"kind": "a", "requests_per_minute": 60}})
+    client = Client(clock=clock, env={}, providers={"a": {"kind": "a", "requests_per_minute": 60}})
     client._core.registry.register("a", ScriptedProvider, requests_per_minute=60)
     for _ in range(62):
         client.chat("a:m", "hi", max_tokens=5)

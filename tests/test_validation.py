@@ -166,9 +166,30 @@ def test_tools_in_openai_form_and_named_tool_choice() -> None:
     assert request.tools is not None and request.tools[0].name == "get_weather"
     assert request.tool_choice is not None and request.wants() == {"tools"}
     with pytest.raises(InvalidRequestError) as info:
-        build_request("m", "x", tools=[{"type": "function", "function": {"name": "a"}}],
-                      tool_choice="b")
+        build_request(
+            "m", "x", tools=[{"type": "function", "function": {"name": "a"}}], tool_choice="b"
+        )
     assert info.value.field == "tool_choice"
     with pytest.raises(InvalidRequestError) as info:
         build_request("m", "x", tools=[{"type": "function", "function": {"name": "bad name!"}}])
     assert info.value.field is not None and info.value.field.startswith("tools[0]")
+
+
+def test_reasoning_models_refuse_sampling_parameters_before_sending() -> None:
+    from llmos import UnsupportedFeatureError
+
+    # A key and an unreachable base URL: a request that got past the check would fail to connect.
+    client = Client(
+        env={},
+        providers={"openai": {"api_key": "sk-test-sampling", "base_url": "http://127.0.0.1:9/v1"}},
+    )
+    for params in ({"temperature": 0}, {"top_p": 0.5}):
+        with pytest.raises(UnsupportedFeatureError) as info:
+            client.chat("openai:gpt-5.4-mini", "hi", **params)
+        assert info.value.feature == "sampling"
+        assert "temperature or top_p other than 1" in str(info.value)
+    # The same values pass the check on a model that takes them (and then fail to connect).
+    from llmos import APIConnectionError, RetryPolicy
+
+    with pytest.raises(APIConnectionError):
+        client.chat("openai:gpt-4.1-mini", "hi", temperature=0, retry=RetryPolicy.none())

@@ -210,6 +210,8 @@ class ChatRequest(_Model):
             needed.add("logprobs")
         if self.documents:
             needed.add("documents")
+        if self.temperature not in (None, 1) or self.top_p not in (None, 1):
+            needed.add("sampling")
         return needed
 
 

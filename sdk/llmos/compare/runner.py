@@ -378,6 +378,14 @@ class Runner:
     def _progress(self, total: int) -> Any:
         return _ProgressBar(total, enabled=self.progress)
 
+    def _takes_temperature(self, target: str) -> bool:
+        """Reasoning models refuse a temperature other than 1: theirs stays at the default."""
+        provider, _, model = target.partition(":")
+        try:
+            return self.client.provider(provider).capabilities(model).sampling
+        except LLMOSError:
+            return True  # the call itself will report the problem
+
     def _run_job(self, job: Job, scorer: Scorer) -> ItemResult | None:
         """One streamed call, measured and scored; None when the run was stopped meanwhile."""
         item = job.item
@@ -388,7 +396,7 @@ class Runner:
             "timeout": settings.timeout_s,
             "fallbacks": [],  # a comparison measures each target itself, never a substitute
         }
-        if settings.temperature is not None:
+        if settings.temperature is not None and self._takes_temperature(job.target):
             options["temperature"] = settings.temperature
         if settings.perplexity == "output" and self._wants_logprobs(job.target):
             options["logprobs"] = True

@@ -236,7 +236,7 @@ def main():
     try:
         exec(compile(code, "solution.py", "exec"), namespace)
         if not callable(namespace.get(cfg["entry_point"])):
-            print("the code defines no function " + repr(cfg["entry_point"]), file=sys.stderr)
+            sys.stderr.write("the code defines no function " + repr(cfg["entry_point"]) + "\n")
             os._exit(3)
         stage = "tests"
         exec(compile(tests, "tests.py", "exec"), namespace)
@@ -248,10 +248,10 @@ def main():
             tb = tb.tb_next
         lines = tests.splitlines()
         where = lines[lineno - 1].strip() if lineno and lineno <= len(lines) else "an assert"
-        print("failed: " + where + (": " + str(exc)[:300] if str(exc) else ""), file=sys.stderr)
+        sys.stderr.write("failed: " + where + (": " + str(exc)[:300] if str(exc) else "") + "\n")
         os._exit(1)
     except BaseException as exc:
-        print(stage + ": " + type(exc).__name__ + ": " + str(exc)[:500], file=sys.stderr)
+        sys.stderr.write(stage + ": " + type(exc).__name__ + ": " + str(exc)[:500] + "\n")
         os._exit(2)
     os.write(verdict, cfg["token"].encode())
     os.close(verdict)

@@ -40,6 +40,8 @@ class Capabilities:
     embeddings: bool = False
     logprobs: bool = False
     documents: bool = False
+    #: Whether temperature and top_p other than 1 are accepted (reasoning models refuse them).
+    sampling: bool = True
     stream_usage: bool = True
     context_window: int | None = None
     max_output_tokens: int | None = None
@@ -56,6 +58,7 @@ class Capabilities:
         "embeddings",
         "logprobs",
         "documents",
+        "sampling",
     )
 
     def with_(self, **changes: Any) -> Capabilities:
@@ -208,6 +211,14 @@ class Provider:
         if stream:
             wanted.add("streaming")
         missing = caps.missing(wanted)
+        if missing == ["sampling"]:
+            raise UnsupportedFeatureError(
+                f"{self.name}:{request.model} accepts no temperature or top_p other than 1 "
+                "(a reasoning model); leave them out, or choose a model that takes them",
+                feature="sampling",
+                provider=self.name,
+                model=request.model,
+            )
         if missing:
             raise UnsupportedFeatureError(
                 f"{self.name}:{request.model} does not support {', '.join(missing)}; "

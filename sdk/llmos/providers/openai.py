@@ -433,8 +433,9 @@ def _status_body(exc: openai.APIStatusError) -> Any:
 # --------------------------------------------------------------------------- OpenAI itself
 
 _CHAT = Capabilities(tools=True, json_schema=True, json_object=True, logprobs=True)
-#: Reasoning models (o-series, gpt-5 and later) return no logprobs.
-_REASONING = _CHAT.with_(logprobs=False)
+#: Reasoning models (o-series, gpt-5 and later) return no logprobs and accept no temperature
+#: or top_p other than 1 (OpenAI answers 400 ``unsupported_value``).
+_REASONING = _CHAT.with_(logprobs=False, sampling=False)
 _EMBEDDING = Capabilities(streaming=False, embeddings=True, context_window=8191)
 _RESPONSES_ONLY = ("served by the Responses API only, not by Chat Completions",)
 
