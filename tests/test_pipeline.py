@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import ClassVar
 
 import pytest
+from tests.fakes import FakeClock
 
 from llmos import (
     AllProvidersFailedError,
@@ -27,26 +28,7 @@ from llmos import (
 )
 from llmos.errors import APIConnectionError, LLMOSError
 from llmos.providers.base import CallContext
-from llmos.retry import Clock
 from llmos.types import AssistantMessage, ChatRequest, ChatResponse, StreamEvent, Usage
-
-
-class FakeClock(Clock):
-    """Time that moves only when someone sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-    async def asleep(self, seconds: float) -> None:
-        self.sleep(seconds)
 
 
 class ScriptedProvider(Provider):

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 from starlette.applications import Starlette
+from tests.fakes import FakeClock
 from tests.servers import hf_router_server, tgi_server
 from tests.servers.base import LoopbackServer
 
@@ -32,7 +33,6 @@ from llmos.errors import LLMOSError
 from llmos.providers._chat_wire import normalise_finish_reason
 from llmos.providers._tgi_wire import build_prompt
 from llmos.providers.huggingface import HuggingFaceProvider, ModelLoadingError
-from llmos.retry import Clock
 from llmos.types import UserMessage
 
 KEY = "hf_loopbacktesttoken123"
@@ -51,24 +51,6 @@ WEATHER_TOOL = {
 
 class Answer(BaseModel):
     answer: str
-
-
-class FakeClock(Clock):
-    """Time that moves only when llmos waits; records every wait."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    async def asleep(self, seconds: float) -> None:
-        self.sleep(seconds)
 
 
 class Loop:
@@ -587,7 +569,7 @@ def test_loading_model_is_waited_out_by_the_retry_layer(router: Loop, tgi: Loop)
         r = client.chat(f"huggingface:{LLAMA}", QUESTION)
     assert r.text == ANSWER
     assert router.server.total_hits("/v1/chat/completions") == 2
-    assert clock.sleeps == [20.0]
+    assert clock.slept == [20.0]
     assert [(a.ok, a.error_type) for a in r.attempts] == [
         (False, "ModelLoadingError"),
         (True, None),
@@ -604,7 +586,7 @@ async def test_loading_model_is_waited_out_in_an_async_generate_stream(tgi: Loop
         text = await client.stream("tgi:tgi", QUESTION).text()
     assert text == ANSWER
     assert tgi.server.total_hits("/generate_stream") == 2
-    assert clock.sleeps == [5.0]
+    assert clock.slept == [5.0]
 
 
 @pytest.mark.parametrize(
@@ -623,7 +605,7 @@ def test_loading_longer_than_allowed_says_how_long(tgi: Loop, retry: RetryPolicy
     assert "about 20 s" in error.message and "currently loading" in error.message
     assert (error.status_code, error.retry_after, error.estimated_time) == (503, 20.0, 20.0)
     assert isinstance(error, ServerError) and error.retryable
-    assert tgi.server.total_hits() == 1 and clock.sleeps == []
+    assert tgi.server.total_hits() == 1 and clock.slept == []
 
 
 # --------------------------------------------------------------------------- error shapes
@@ -753,7 +735,7 @@ def test_overloaded_before_the_first_token_is_retried(tgi: Loop) -> None:
     with make(Client, settings, name="tgi", clock=clock, retry=retry) as client:
         deltas, error = _collect(client.stream("tgi:tgi", "[[overloaded-stream]] hi"))
     assert deltas == [] and isinstance(error, RateLimitError)
-    assert tgi.server.total_hits("/generate_stream") == 2 and len(clock.sleeps) == 1
+    assert tgi.server.total_hits("/generate_stream") == 2 and len(clock.slept) == 1
 
 
 @pytest.mark.parametrize("target", ["router", "generate"])

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel
+from tests.fakes import FakeClock
 from tests.servers.base import LoopbackServer
 from tests.servers.llama_server import LlamaServer, shared_llama_server
 from tests.servers.openai_server import (
@@ -53,7 +54,6 @@ from llmos import (
 )
 from llmos.errors import LLMOSError
 from llmos.providers.openai import OpenAIProvider, models_available_on
-from llmos.retry import Clock
 
 KEY = "sk-loopback-test-key-0123456789"
 MODEL = "openai:gpt-4o-mini"
@@ -69,24 +69,6 @@ WEATHER_TOOL = {
         },
     },
 }
-
-
-class FakeClock(Clock):
-    """Time that only moves when llmos sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-    async def asleep(self, seconds: float) -> None:
-        self.sleep(seconds)
 
 
 class Answer(BaseModel):

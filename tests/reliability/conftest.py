@@ -17,6 +17,7 @@ from typing import Any
 
 import psutil
 import pytest
+from tests.fakes import FakeClock
 from tests.servers.base import LoopbackServer
 from tests.servers.faults import FaultApp
 
@@ -48,29 +49,6 @@ class Route:
 OPENAI = Route("openai", "gpt-4.1-mini", "/v1/chat/completions")
 AI21 = Route("ai21", "jamba-mini", "/studio/v1/chat/completions")
 ROUTES = [OPENAI, AI21]
-
-
-class FakeClock(Clock):
-    """Time that moves only when llmos sleeps; records every wait. Thread-safe."""
-
-    def __init__(self, *, advance: bool = True) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-        self.advance = advance
-        self._lock = threading.Lock()
-
-    def monotonic(self) -> float:
-        with self._lock:
-            return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.slept.append(seconds)
-            if self.advance:
-                self.now += seconds
-
-    async def asleep(self, seconds: float) -> None:
-        self.sleep(seconds)
 
 
 class WallClock(Clock):
