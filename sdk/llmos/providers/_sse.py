@@ -14,7 +14,7 @@ requires, and leaves content-type and ``[DONE]`` handling to the provider that k
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, Generator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,7 +109,7 @@ class SSEDecoder:
         return bool(self._buffer.strip() or self._data)
 
 
-def iter_events(chunks: Iterable[bytes]) -> Iterator[SSEEvent]:
+def iter_events(chunks: Iterable[bytes]) -> Generator[SSEEvent, None, None]:
     """Events from an iterable of byte chunks."""
     decoder = SSEDecoder()
     for chunk in chunks:
@@ -118,7 +118,7 @@ def iter_events(chunks: Iterable[bytes]) -> Iterator[SSEEvent]:
         yield from decoder.feed(b"\n\n")
 
 
-async def aiter_events(chunks: AsyncIterable[bytes]) -> AsyncIterator[SSEEvent]:
+async def aiter_events(chunks: AsyncIterable[bytes]) -> AsyncGenerator[SSEEvent, None]:
     """Events from an async iterable of byte chunks."""
     decoder = SSEDecoder()
     async for chunk in chunks:
