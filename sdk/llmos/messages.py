@@ -365,24 +365,28 @@ def build_request(
                 f"{name} must be an integer, got {type(value).__name__}", field=name
             )
     try:
-        request = ChatRequest.model_validate(
-            {
-                "model": model,
-                "messages": coerced,
-                "max_tokens": max_tokens,
-                "temperature": temperature,
-                "top_p": top_p,
-                "stop": stops,
-                "seed": seed,
-                "tools": tool_list,
-                "tool_choice": choice,
-                "response_format": fmt,
-                "logprobs": logprobs,
-                "top_logprobs": top_logprobs,
-                "documents": docs,
-                "extra_body": dict(extra_body or {}),
-            }
+        # Only the fields the caller set: the rest keep their defaults (cheaper to validate).
+        given: dict[str, Any] = {"model": model, "messages": coerced}
+        optional: tuple[tuple[str, Any], ...] = (
+            ("max_tokens", max_tokens),
+            ("temperature", temperature),
+            ("top_p", top_p),
+            ("stop", stops),
+            ("seed", seed),
+            ("tools", tool_list),
+            ("tool_choice", choice),
+            ("response_format", fmt),
+            ("top_logprobs", top_logprobs),
+            ("documents", docs),
         )
+        for name, value in optional:
+            if value is not None:
+                given[name] = value
+        if logprobs:
+            given["logprobs"] = logprobs
+        if extra_body:
+            given["extra_body"] = dict(extra_body)
+        request = ChatRequest(**given)
     except ValidationError as exc:
         raise _from_validation(exc) from None
     # model_validate copies nested models; keep the pydantic class the caller gave for parsing.

@@ -121,6 +121,10 @@ class Catalog:
         env = os.environ if self._env is None else self._env
         return env.get(ENV_PRICES) or None
 
+    def generation(self) -> object:
+        """An object that changes whenever the catalog's contents do (for caching lookups)."""
+        return self._current()
+
     def _current(self) -> _Index:
         index = self._index
         if index is not None and index.env_path == self._env_path():

@@ -78,6 +78,7 @@ class Pricing:
         self._catalog = catalog
         self._tokenizers = tokenizers
         self._openai_encodings: dict[str, tuple[str, bool]] = {}
+        self._resolved: dict[tuple[str, str, str | None], tuple[object, Resolution]] = {}
         self._counters: dict[
             tuple[str, str], tuple[PriceEntry | None, tuple[Encoder, bool, str]]
         ] = {}
@@ -109,6 +110,20 @@ class Pricing:
         free, a custom ``openai``-kind name uses OpenAI's prices. Custom OpenAI-compatible
         servers have no price until one is registered (they may be a paid service).
         """
+        catalog = self.catalog
+        # Every call prices its target: remember resolutions until the catalog changes.
+        generation = catalog.generation()
+        cache_key = (target.provider, target.model, kind)
+        cached = self._resolved.get(cache_key)
+        if cached is not None and cached[0] is generation:
+            return cached[1]
+        resolution = self._resolve(target, kind)
+        if len(self._resolved) > 4096:
+            self._resolved.clear()
+        self._resolved[cache_key] = (generation, resolution)
+        return resolution
+
+    def _resolve(self, target: Target, kind: str | None) -> Resolution:
         catalog = self.catalog
         provider = canonical_provider(target.provider)
         found = catalog.lookup(provider, target.model)
@@ -317,12 +332,15 @@ class Pricing:
         cached_usd = per_token(rates.cached_input) * cached
         write_usd = per_token(rates.cache_write) * written
         output_usd = per_token(rates.output) * usage.completion_tokens
-        return Cost(
+        # Every field given and every value computed here: no validation needed on this hot path.
+        return Cost.model_construct(
             total_usd=input_usd + cached_usd + write_usd + output_usd,
             input_usd=input_usd,
             cached_input_usd=cached_usd,
             cache_write_usd=write_usd,
             output_usd=output_usd,
+            compute_usd=None,
+            reason=None,
             price_key=entry.key,
             price_source=source,
             price_as_of=entry.as_of,

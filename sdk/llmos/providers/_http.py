@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import functools
 import itertools
 import json
 import re
@@ -311,6 +312,14 @@ def error_from_transport(exc: Exception, *, provider: str, model: str | None = N
     return APIConnectionError(f"connection failed: {text}", provider=provider, model=model)
 
 
+@functools.lru_cache(maxsize=256)
+def parsed_url(url: str) -> httpx.URL:
+    """``url`` parsed once: httpx would otherwise parse the same string on every request."""
+    import httpx
+
+    return httpx.URL(url)
+
+
 def timeout_for(ctx: CallContext) -> httpx.Timeout:
     """httpx timeouts for one attempt, each shortened to what the call's deadline leaves."""
     import httpx
@@ -461,7 +470,7 @@ def post(
 
     try:
         request = client.build_request(
-            "POST", url, content=content, headers=headers, timeout=timeout_for(ctx)
+            "POST", parsed_url(url), content=content, headers=headers, timeout=timeout_for(ctx)
         )
         response = client.send(request, stream=stream)
     except httpx.InvalidURL as exc:
@@ -492,7 +501,7 @@ async def apost(
 
     try:
         request = client.build_request(
-            "POST", url, content=content, headers=headers, timeout=timeout_for(ctx)
+            "POST", parsed_url(url), content=content, headers=headers, timeout=timeout_for(ctx)
         )
         response = await client.send(request, stream=stream)
     except httpx.InvalidURL as exc:
