@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import json
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Union
 
@@ -371,8 +372,13 @@ class EmbeddingResponse(_Output):
     attempts: list[Attempt] = Field(default_factory=list)
 
 
-class TokenCount(_Output):
-    """A token count and how it was obtained (``exact`` tokenizer or an ``approximate`` one)."""
+@dataclass(frozen=True, slots=True)
+class TokenCount:
+    """A token count and how it was obtained (``exact`` tokenizer or an ``approximate`` one).
+
+    A plain frozen dataclass rather than a pydantic model: counting is a hot loop, and building
+    a validated model cost more than tiktoken's own work on short texts.
+    """
 
     tokens: int
     method: Literal["exact", "approximate"]
