@@ -33,7 +33,7 @@ from llmos.providers._chat_wire import (
     response_events,
     usage_of,
 )
-from llmos.providers._http import payload_status
+from llmos.providers._errors import payload_status
 from llmos.providers.ai21 import DIALECT as AI21
 from llmos.providers.huggingface import DIALECT as HF
 from llmos.streaming import StreamAssembler

@@ -29,7 +29,7 @@ from llmos import (
     Provider,
 )
 from llmos.messages import build_request
-from llmos.providers._http import parse_retry_after
+from llmos.providers._errors import parse_retry_after
 from llmos.providers.base import CallContext
 from llmos.retry import RetryPolicy
 from llmos.types import ChatRequest, ChatResponse

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmos.errors import InvalidRequestError, InvalidResponseError
-from llmos.providers._http import is_error_payload, payload_error, request_id_from
+from llmos.providers._errors import is_error_payload, payload_error, request_id_from
 from llmos.types import (
     AssistantMessage,
     ChatRequest,

@@ -18,7 +18,7 @@ from typing import Any, Literal, Union
 
 from llmos.errors import InvalidResponseError
 from llmos.providers._chat_wire import normalise_finish_reason
-from llmos.providers._http import payload_error, request_id_from
+from llmos.providers._errors import payload_error, request_id_from
 from llmos.types import (
     AssistantMessage,
     ChatRequest,

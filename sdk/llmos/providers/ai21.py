@@ -25,14 +25,8 @@ from llmos.providers._chat_wire import (
     request_body,
     response_events,
 )
-from llmos.providers._http import (
-    HttpPool,
-    aiter_payloads,
-    apost,
-    error_from_transport,
-    iter_payloads,
-    post,
-)
+from llmos.providers._errors import error_from_transport
+from llmos.providers._http import HttpPool, aiter_payloads, apost, iter_payloads, post
 from llmos.providers.base import CallContext, Capabilities, Provider, ProviderSettings
 from llmos.types import ChatRequest, ChatResponse, StreamEvent
 

@@ -55,15 +55,8 @@ from llmos.providers._chat_wire import (
     parse_completion,
     request_body,
 )
-from llmos.providers._http import (
-    HttpPool,
-    aiter_payloads,
-    apost,
-    error_from_response,
-    iter_payloads,
-    post,
-    request_id_from,
-)
+from llmos.providers._errors import error_from_response, request_id_from
+from llmos.providers._http import HttpPool, aiter_payloads, apost, iter_payloads, post
 from llmos.providers._tgi_wire import (
     GenerateStreamParser,
     PromptFormat,

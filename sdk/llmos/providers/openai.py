@@ -20,7 +20,6 @@ one request. The SDK is imported on first use, never when llmos is imported.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
@@ -43,13 +42,8 @@ from llmos.providers._chat_wire import (
     parse_completion,
     request_body,
 )
-from llmos.providers._http import (
-    _DRAIN_CHUNKS,
-    error_from_response,
-    payload_error,
-    request_id_from,
-)
-from llmos.providers._sse import aiter_events, iter_events, parse_data
+from llmos.providers._errors import error_from_response, payload_error, request_id_from
+from llmos.providers._http import aiter_payloads, iter_payloads
 from llmos.providers.base import CallContext, Capabilities, Provider, ProviderSettings
 from llmos.types import ChatRequest, ChatResponse, EmbeddingResponse, StreamEvent, Usage
 
@@ -281,111 +275,82 @@ class ChatCompletionsProvider(Provider):
 
     # ------------------------------------------------------------------ calls
 
-    def _options(self, ctx: CallContext) -> openai.RequestOptions:
-        # What chat.completions.create would send besides the body: the bearer key, the timeout.
-        return {"timeout": self._timeout(ctx), "security": {"bearer_auth": True}}
+    def _post(self, request: ChatRequest, ctx: CallContext, *, stream: bool) -> dict[str, Any]:
+        """Arguments of the SDK's ``post`` for one call: what chat.completions.create would send
+        (body, bearer key, timeout), with the answer left raw for llmos to read."""
+        import httpx2
+
+        return {
+            "cast_to": httpx2.Response,
+            "body": self._body(request, stream=stream),
+            "options": {"timeout": self._timeout(ctx), "security": {"bearer_auth": True}},
+            "stream": stream,
+        }
 
     def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
         """One chat completion."""
-        import httpx2
-
         try:
-            response = self.sdk().post(
-                _PATH,
-                cast_to=httpx2.Response,
-                body=self._body(request, stream=False),
-                options=self._options(ctx),
-            )
+            response = self.sdk().post(_PATH, **self._post(request, ctx, stream=False))
         except Exception as exc:
             raise self.error(exc, request.model) from None
         return self._response(response.content, response.headers, request)
 
     async def achat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
         """Async twin of :meth:`chat`."""
-        import httpx2
-
         try:
-            response = await self.async_sdk().post(
-                _PATH,
-                cast_to=httpx2.Response,
-                body=self._body(request, stream=False),
-                options=self._options(ctx),
-            )
+            response = await self.async_sdk().post(_PATH, **self._post(request, ctx, stream=False))
         except Exception as exc:
             raise self.error(exc, request.model) from None
         return self._response(response.content, response.headers, request)
 
     def stream(self, request: ChatRequest, ctx: CallContext) -> Iterator[StreamEvent]:
         """One streamed chat completion: content events, then one final event."""
-        import httpx2
-
+        model = request.model
         try:
-            response = self.sdk().post(
-                _PATH,
-                cast_to=httpx2.Response,
-                body=self._body(request, stream=True),
-                options=self._options(ctx),
-                stream=True,
-            )
+            response = self.sdk().post(_PATH, **self._post(request, ctx, stream=True))
         except Exception as exc:
-            raise self.error(exc, request.model) from None
+            raise self.error(exc, model) from None
         headers = response.headers
-        state = StreamState(self.name, request.model, headers)
-        chunks = response.iter_bytes()
-        events = iter_events(chunks)
+        state = StreamState(self.name, model, headers)
         done = False
+        payloads = iter_payloads(
+            response, ctx, provider=self.name, model=model,
+            map_error=lambda exc: self.error(exc, model, headers),
+        )  # fmt: skip
         try:
-            for event in events:
-                payload = parse_data(event, provider=self.name, model=request.model)
-                if payload is None:  # [DONE]: read the rest so the connection can be reused
+            for payload in payloads:
+                if payload is None:  # [DONE]
                     done = True
-                    for _ in itertools.islice(chunks, _DRAIN_CHUNKS):
-                        pass
                     break
                 yield from state.feed(payload)
-        except Exception as exc:
-            raise self.error(exc, request.model, headers) from None
         finally:
-            events.close()
+            payloads.close()
             response.close()
         yield self._final(request, state, done)
 
     async def astream(self, request: ChatRequest, ctx: CallContext) -> AsyncIterator[StreamEvent]:
         """Async twin of :meth:`stream`."""
-        import httpx2
-
+        model = request.model
         try:
-            response = await self.async_sdk().post(
-                _PATH,
-                cast_to=httpx2.Response,
-                body=self._body(request, stream=True),
-                options=self._options(ctx),
-                stream=True,
-            )
+            response = await self.async_sdk().post(_PATH, **self._post(request, ctx, stream=True))
         except Exception as exc:
-            raise self.error(exc, request.model) from None
+            raise self.error(exc, model) from None
         headers = response.headers
-        state = StreamState(self.name, request.model, headers)
-        chunks = response.aiter_bytes()
-        events = aiter_events(chunks)
+        state = StreamState(self.name, model, headers)
         done = False
+        payloads = aiter_payloads(
+            response, ctx, provider=self.name, model=model,
+            map_error=lambda exc: self.error(exc, model, headers),
+        )  # fmt: skip
         try:
-            async for event in events:
-                payload = parse_data(event, provider=self.name, model=request.model)
-                if payload is None:  # [DONE]: read the rest so the connection can be reused
+            async for payload in payloads:
+                if payload is None:  # [DONE]
                     done = True
-                    for _ in range(_DRAIN_CHUNKS):
-                        try:
-                            await chunks.__anext__()
-                        except StopAsyncIteration:
-                            break
                     break
                 for item in state.feed(payload):
                     yield item
-        except Exception as exc:
-            raise self.error(exc, request.model, headers) from None
         finally:
-            await events.aclose()
+            await payloads.aclose()
             await response.aclose()
         yield self._final(request, state, done)
 
