@@ -29,10 +29,10 @@ from llmos.compare.report import (
     missing_reason,
     na,
     perplexity_note,
-    print_report,
     to_json,
     write_reports,
 )
+from llmos.compare.report_terminal import print_report
 from llmos.errors import InvalidRequestError
 
 WEIGHTS = {"quality": 0.4, "performance": 0.2, "price": 0.2, "usability": 0.2}

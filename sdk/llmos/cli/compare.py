@@ -301,7 +301,8 @@ def _estimate_table(estimate: Any) -> tuple[Any, list[str]]:
     from rich.table import Table
     from rich.text import Text
 
-    from llmos.compare.report import Footnotes, na
+    from llmos.compare.report import na
+    from llmos.compare.report_terminal import Footnotes
 
     short = Footnotes()
     table = Table(title="Estimated cost of the run (nothing sent)", title_justify="left")
@@ -373,10 +374,10 @@ def run(args: argparse.Namespace) -> int:
     from llmos.compare.report import (
         FORMATS,
         build_report,
-        print_report,
         to_json,
         write_reports,
     )
+    from llmos.compare.report_terminal import print_report
     from llmos.compare.runner import RunInterrupted, Runner, RunSettings
 
     formats = _split([args.formats])

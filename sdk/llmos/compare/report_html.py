@@ -19,8 +19,6 @@ from llmos.compare.report import (
     COSTS,
     MEASURES,
     Report,
-    _rubric_lines,
-    _weights_text,
     code_note,
     fmt_measure,
     fmt_metric,
@@ -28,8 +26,10 @@ from llmos.compare.report import (
     na,
     perplexity_note,
     quality_index,
+    rubric_lines,
     rubric_table,
     scoring_rules,
+    weights_text,
 )
 
 __all__ = ["CHART_IDS", "render_html"]
@@ -416,7 +416,7 @@ def _errors(report: Report, limit: int = 50) -> str:
 def _rubric_html(rubric: Any) -> str:
     table = rubric_table(rubric)
     rules = scoring_rules(rubric)
-    text = f'<pre id="scoring-rules">{_e(chr(10).join(_rubric_lines(rules)))}</pre>'
+    text = f'<pre id="scoring-rules">{_e(chr(10).join(rubric_lines(rules)))}</pre>'
     if table is None:
         return text if rules else "<p>No rubric.</p>"
     title, header, rows = table
@@ -482,7 +482,7 @@ def render_html(report: Report) -> str:
         "<h2>Measurements per task</h2>",
         _measure_table(report),
         '<h2 id="weights">Weights</h2>',
-        f"<p>{_e(_weights_text(report.board))}</p>",
+        f"<p>{_e(weights_text(report.board))}</p>",
         '<h2 id="rubric">Usability rubric</h2>',
         rubric,
         '<h2 id="method">Method notes</h2>',
