@@ -14,7 +14,15 @@ from llmos.errors import LLMOSError
 
 __all__ = ["add_parser", "list_models", "run"]
 
-_FEATURES = ("streaming", "tools", "json_schema", "json_object", "embeddings", "logprobs")
+_FEATURES = (
+    "streaming",
+    "tools",
+    "json_schema",
+    "json_object",
+    "embeddings",
+    "logprobs",
+    "sampling",
+)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
